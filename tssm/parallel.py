@@ -1,0 +1,170 @@
+"""Executors: where the stages of a solver run.
+
+``SerialExecutor`` holds every stage in one process and is the reference.
+``DistributedExecutor`` holds the stages of one ``torch.distributed`` rank (one stage per
+rank, or a contiguous group when there are more stages than ranks) and carries messages
+between ranks with point-to-point ``isend``/``irecv``. Both run a solver's phases the same
+way: for each phase, for each stage held, in stage order; sends never block, receives do,
+and a solver's phases are ordered so that every receive is matched by an earlier send.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime
+import os
+from collections.abc import Sequence
+
+import torch
+import torch.distributed as dist
+
+from .errors import DistributedError
+from .solvers import Phase, Stage
+
+
+class LocalMailbox:
+    """Messages between stages of one process: a FIFO queue per (src, dst) pair."""
+
+    def __init__(self):
+        self._queues: dict[tuple[int, int], collections.deque] = collections.defaultdict(collections.deque)
+
+    def send(self, src: int, dst: int, tensor: torch.Tensor) -> None:
+        self._queues[(src, dst)].append(tensor)
+
+    def recv(self, src: int, dst: int, shape: tuple[int, ...]) -> torch.Tensor:
+        q = self._queues[(src, dst)]
+        if not q:
+            raise RuntimeError(f"stage {dst} expects a message from stage {src} that was never sent (phase order bug)")
+        t = q.popleft()
+        if tuple(t.shape) != tuple(shape):
+            raise RuntimeError(f"message {src}->{dst} has shape {tuple(t.shape)}, expected {tuple(shape)}")
+        return t
+
+    def pending(self) -> int:
+        return sum(len(q) for q in self._queues.values())
+
+
+class SerialExecutor:
+    """All stages in this process, run phase by phase in stage order."""
+
+    rank, world_size, is_main = 0, 1, True
+
+    def __init__(self, stages: Sequence[Stage]):
+        self.stages = list(stages)
+        self.box = LocalMailbox()
+
+    def run(self, phases: Sequence[Phase], rows: torch.Tensor) -> None:
+        for phase in phases:
+            for stage in self.stages:
+                phase(stage, rows, self.box)
+        if self.box.pending():
+            raise RuntimeError(f"{self.box.pending()} messages left unread after a step (phase order bug)")
+
+    def all_sum(self, values: dict[str, float]) -> dict[str, float]:
+        return dict(values)
+
+    def all_true(self, flag: bool) -> bool:
+        return flag
+
+    def close(self) -> None:
+        pass
+
+
+def stage_owner(num_stages: int, world_size: int) -> list[int]:
+    """Rank of each stage: contiguous groups, as balanced as possible."""
+    if world_size > num_stages:
+        raise DistributedError(
+            f"{world_size} ranks for {num_stages} subnetworks: every rank needs at least one; "
+            f"launch with --nproc-per-node {num_stages} or fewer"
+        )
+    base, extra = divmod(num_stages, world_size)
+    owners = []
+    for r in range(world_size):
+        owners += [r] * (base + (1 if r < extra else 0))
+    return owners
+
+
+class DistMailbox(LocalMailbox):
+    """Local queue between stages of this rank; ``isend``/``irecv`` to stages elsewhere.
+
+    Messages between a pair of ranks arrive in the order they were sent (both ranks run
+    the same phases in the same order), so no tags are needed; the receiver knows shapes.
+    """
+
+    def __init__(self, owner: list[int], rank: int, device: torch.device, dtype=torch.float32):
+        super().__init__()
+        self.owner, self.rank, self.device, self.dtype = owner, rank, device, dtype
+        self._inflight: list[tuple[dist.Work, torch.Tensor]] = []
+
+    def send(self, src: int, dst: int, tensor: torch.Tensor) -> None:
+        if self.owner[dst] == self.rank:
+            return super().send(src, dst, tensor)
+        t = tensor.detach().contiguous()
+        self._inflight.append((dist.isend(t, self.owner[dst]), t))
+
+    def recv(self, src: int, dst: int, shape: tuple[int, ...]) -> torch.Tensor:
+        if self.owner[src] == self.rank:
+            return super().recv(src, dst, shape)
+        t = torch.empty(shape, device=self.device, dtype=self.dtype)
+        dist.irecv(t, self.owner[src]).wait()
+        return t
+
+    def flush(self) -> None:
+        for work, _ in self._inflight:
+            work.wait()
+        self._inflight.clear()
+
+
+class DistributedExecutor(SerialExecutor):
+    """The stages of this rank; messages to other ranks' stages go through torch.distributed."""
+
+    def __init__(self, stages: Sequence[Stage], owner: list[int], device: torch.device):
+        self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
+        self.is_main = self.rank == 0
+        self.owner = owner
+        self.device = device
+        self.stages = [s for s in stages if owner[s.index] == self.rank]
+        self.box = DistMailbox(owner, self.rank, device)
+
+    def run(self, phases: Sequence[Phase], rows: torch.Tensor) -> None:
+        super().run(phases, rows)
+        self.box.flush()
+
+    def all_sum(self, values: dict[str, float]) -> dict[str, float]:
+        gathered: list[dict[str, float]] = [{} for _ in range(self.world_size)]
+        dist.all_gather_object(gathered, values)
+        out: dict[str, float] = {}
+        for d in gathered:
+            for k, v in d.items():
+                out[k] = out.get(k, 0.0) + v
+        return out
+
+    def all_true(self, flag: bool) -> bool:
+        t = torch.tensor([0.0 if flag else 1.0], device=self.device)
+        dist.all_reduce(t)
+        return t.item() == 0.0
+
+    def close(self) -> None:
+        self.box.flush()
+
+
+def init_distributed(device: str, timeout_s: float) -> tuple[int, int, torch.device]:
+    """Join the process group torchrun (or SLURM's srun) set up; returns (rank, world, device)."""
+    if "RANK" not in os.environ and "SLURM_PROCID" in os.environ:  # srun without torchrun
+        os.environ.setdefault("RANK", os.environ["SLURM_PROCID"])
+        os.environ.setdefault("WORLD_SIZE", os.environ["SLURM_NTASKS"])
+        os.environ.setdefault("LOCAL_RANK", os.environ.get("SLURM_LOCALID", "0"))
+    rank = int(os.environ["RANK"])
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise DistributedError("device cuda asked for, but no CUDA GPU is visible; use --device cpu")
+        dev = torch.device("cuda", local_rank)
+        torch.cuda.set_device(dev)
+        backend = "nccl"
+    else:
+        dev = torch.device("cpu")
+        backend = "gloo"
+    if not dist.is_initialized():
+        dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
+    return rank, dist.get_world_size(), dev

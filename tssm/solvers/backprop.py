@@ -1,0 +1,40 @@
+"""End-to-end backprop baselines (``sgd``, ``adam``) and the ``frozen`` control.
+
+Both are the same phase: push the minibatch through the stages (no gradient before the
+trained part) and take one optimizer step on the cross-entropy. ``frozen`` trains only
+the last subnetwork; the others keep their initial weights, which shows how much of a
+split method's accuracy the upstream subnetworks actually contribute. With one stage,
+both are ordinary backprop.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .base import Mailbox, Solver, Stage
+
+
+class Backprop(Solver):
+    """SGD (lr 0.01) or Adam (lr 0.001) on the whole network, one stage (``splits = 1``)."""
+
+    name = "backprop"
+
+    def step_phases(self):
+        return [self.composed_step]
+
+    def composed_step(self, stage: Stage, rows: torch.Tensor, box: Mailbox) -> None:
+        h = self.x[rows] if stage.first else box.recv(stage.index - 1, stage.index, (len(rows), *stage.in_shape))
+        if stage.last:
+            self.w_step(stage, h, self.y[rows])
+        else:
+            with torch.no_grad():
+                box.send(stage.index, stage.index + 1, stage.net(h))
+
+
+class Frozen(Backprop):
+    """Control: only the last subnetwork learns (same data order and W-step optimizer)."""
+
+    name = "frozen"
+
+    def trains(self, stage: Stage) -> bool:
+        return stage.last
