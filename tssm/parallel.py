@@ -91,40 +91,60 @@ class DistMailbox(LocalMailbox):
     the same phases in the same order), so no tags are needed; the receiver knows shapes.
     """
 
-    def __init__(self, owner: list[int], rank: int, device: torch.device, dtype=torch.float32):
+    def __init__(self, owner: list[int], rank: int, device: torch.device, timeout_s: float, dtype=torch.float32):
         super().__init__()
         self.owner, self.rank, self.device, self.dtype = owner, rank, device, dtype
-        self._inflight: list[tuple[dist.Work, torch.Tensor]] = []
+        self.timeout = datetime.timedelta(seconds=timeout_s)
+        self._inflight: list[tuple[dist.Work, torch.Tensor, int]] = []
 
     def send(self, src: int, dst: int, tensor: torch.Tensor) -> None:
         if self.owner[dst] == self.rank:
             return super().send(src, dst, tensor)
         t = tensor.detach().contiguous()
-        self._inflight.append((dist.isend(t, self.owner[dst]), t))
+        peer = self.owner[dst]
+        try:
+            self._inflight.append((dist.isend(t, peer), t, peer))
+        except Exception as e:
+            raise self._lost(peer, e) from None
 
     def recv(self, src: int, dst: int, shape: tuple[int, ...]) -> torch.Tensor:
         if self.owner[src] == self.rank:
             return super().recv(src, dst, shape)
         t = torch.empty(shape, device=self.device, dtype=self.dtype)
-        dist.irecv(t, self.owner[src]).wait()
+        peer = self.owner[src]
+        try:
+            dist.irecv(t, peer).wait(self.timeout)
+        except Exception as e:
+            raise self._lost(peer, e) from None
         return t
 
     def flush(self) -> None:
-        for work, _ in self._inflight:
-            work.wait()
+        for work, _, peer in self._inflight:
+            try:
+                work.wait(self.timeout)
+            except Exception as e:
+                raise self._lost(peer, e) from None
         self._inflight.clear()
+
+    def _lost(self, peer: int | None, e: Exception) -> DistributedError:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return DistributedError(
+            f"rank {self.rank} lost contact with {'another rank' if peer is None else f'rank {peer}'}: it died, or stalled longer than "
+            f"dist_timeout={self.timeout.total_seconds():g}s ({first}). The run is marked failed; "
+            f"rerun to resume from the last checkpoint"
+        )
 
 
 class DistributedExecutor(SerialExecutor):
     """The stages of this rank; messages to other ranks' stages go through torch.distributed."""
 
-    def __init__(self, stages: Sequence[Stage], owner: list[int], device: torch.device):
+    def __init__(self, stages: Sequence[Stage], owner: list[int], device: torch.device, timeout_s: float = 300.0):
         self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
         self.is_main = self.rank == 0
         self.owner = owner
         self.device = device
         self.stages = [s for s in stages if owner[s.index] == self.rank]
-        self.box = DistMailbox(owner, self.rank, device)
+        self.box = DistMailbox(owner, self.rank, device, timeout_s)
 
     def run(self, phases: Sequence[Phase], rows: torch.Tensor) -> None:
         super().run(phases, rows)
@@ -132,7 +152,10 @@ class DistributedExecutor(SerialExecutor):
 
     def all_sum(self, values: dict[str, float]) -> dict[str, float]:
         gathered: list[dict[str, float]] = [{} for _ in range(self.world_size)]
-        dist.all_gather_object(gathered, values)
+        try:
+            dist.all_gather_object(gathered, values)
+        except Exception as e:
+            raise self.box._lost(None, e) from None
         out: dict[str, float] = {}
         for d in gathered:
             for k, v in d.items():
@@ -141,11 +164,17 @@ class DistributedExecutor(SerialExecutor):
 
     def all_true(self, flag: bool) -> bool:
         t = torch.tensor([0.0 if flag else 1.0], device=self.device)
-        dist.all_reduce(t)
+        try:
+            dist.all_reduce(t)
+        except Exception as e:
+            raise self.box._lost(None, e) from None
         return t.item() == 0.0
 
     def close(self) -> None:
-        self.box.flush()
+        try:
+            self.box.flush()
+        except DistributedError:
+            pass
 
 
 def init_distributed(device: str, timeout_s: float) -> tuple[int, int, torch.device]:
@@ -159,7 +188,7 @@ def init_distributed(device: str, timeout_s: float) -> tuple[int, int, torch.dev
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
             raise DistributedError("device cuda asked for, but no CUDA GPU is visible; use --device cpu")
-        dev = torch.device("cuda", local_rank)
+        dev = torch.device("cuda", local_rank % torch.cuda.device_count())  # ranks may share a GPU
         torch.cuda.set_device(dev)
         backend = "nccl"
     else:

@@ -122,7 +122,7 @@ def train(cfg: RunConfig, *, progress: bool = True) -> dict[str, Any]:
     stages = build_stages(cfg, problem)
     solver: Solver = make_solver(cfg, problem.data.x_train, problem.data.y_train)
     if distributed:
-        executor = DistributedExecutor(stages, stage_owner(len(stages), world), device)
+        executor = DistributedExecutor(stages, stage_owner(len(stages), world), device, cfg.dist_timeout)
     else:
         executor = SerialExecutor(stages)
     for st in executor.stages:
@@ -152,6 +152,12 @@ def train(cfg: RunConfig, *, progress: bool = True) -> dict[str, Any]:
     status, reason = "finished", None
     bar = _progress(cfg, progress and executor.is_main, start_epoch)
     try:
+        if start_epoch == 1:  # epoch 0: the initial state, the same for every method
+            metrics, eval_time = evaluate(solver, executor, data)
+            if recorder:
+                recorder.log_epoch({"epoch": 0, **metrics, "train_time_s": 0.0, "epoch_time_s": 0.0,
+                                    "eval_time_s": eval_time, "samples_per_s": float("nan"),
+                                    "peak_mem_mb": peak_memory_mb(device), "restored": 0.0})
         for epoch in range(start_epoch, cfg.epochs + 1):
             snapshot = None
             if cfg.safeguard is not None and cfg.schedule == "epoch":
@@ -167,12 +173,7 @@ def train(cfg: RunConfig, *, progress: bool = True) -> dict[str, Any]:
             _sync(device)
             epoch_time = time.perf_counter() - t0
 
-            t1 = time.perf_counter()
-            ev = Evaluation(solver, data.x_test, data.y_test)
-            executor.run(ev.phases(), perm[:0])
-            metrics = finalize(executor.all_sum(ev.sums), solver, len(data.x_test))
-            _sync(device)
-            eval_time = time.perf_counter() - t1
+            metrics, eval_time = evaluate(solver, executor, data)
 
             restored = 0.0
             prev = recorder_prev_loss(recorder, executor) if snapshot is not None else None
@@ -184,9 +185,7 @@ def train(cfg: RunConfig, *, progress: bool = True) -> dict[str, Any]:
                     st.net.load_state_dict(snap)
                 restored = 1.0
                 epoch_time += time.perf_counter() - t2
-                ev = Evaluation(solver, data.x_test, data.y_test)
-                executor.run(ev.phases(), perm[:0])
-                metrics = finalize(executor.all_sum(ev.sums), solver, len(data.x_test))
+                metrics, _ = evaluate(solver, executor, data)
             train_clock += epoch_time
             row = {
                 "epoch": epoch, **metrics,
@@ -214,6 +213,11 @@ def train(cfg: RunConfig, *, progress: bool = True) -> dict[str, Any]:
         status, reason = "interrupted", str(e)
     except KeyboardInterrupt:
         status, reason = "interrupted", "interrupted by the user; rerun to resume from the last checkpoint"
+    except Exception as e:  # record the failure (run.json, MLflow FAILED), then report it
+        status, reason = "failed", f"{type(e).__name__}: {e}"
+        if recorder:
+            recorder.finish(status, reason)
+        raise
     finally:
         if bar:
             bar.close()
@@ -229,6 +233,18 @@ def train(cfg: RunConfig, *, progress: bool = True) -> dict[str, Any]:
     if status == "interrupted":
         raise TSSMError(reason)
     return info
+
+
+def evaluate(solver: Solver, executor, data: Dataset) -> tuple[dict[str, float], float]:
+    """The epoch's metrics (outside the training clock) and the seconds they took."""
+    device = data.x_train.device
+    _sync(device)
+    t = time.perf_counter()
+    ev = Evaluation(solver, data.x_test, data.y_test)
+    executor.run(ev.phases(), torch.arange(0, device=device))
+    metrics = finalize(executor.all_sum(ev.sums), solver, len(data.x_test))
+    _sync(device)
+    return metrics, time.perf_counter() - t
 
 
 def recorder_prev_loss(recorder: Recorder | None, executor) -> float | None:

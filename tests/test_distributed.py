@@ -1,0 +1,97 @@
+"""The distributed executor (torchrun, gloo on CPU) gives the serial solver's numbers, and a
+lost rank ends the others with a clear error instead of a hang."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tssm.config import RunConfig
+from tssm.run import train
+
+COLS = ["train_loss", "train_acc", "test_loss", "test_acc", "objective", "residual", "fit_1", "move_1", "move_2"]
+ARGS = ["--dataset", "digits", "--width", "64", "--depth", "6", "--epochs", "2", "--mlflow", "false",
+        "--checkpoint", "false", "--no-progress", "--threads", "1"]
+
+
+def torchrun(nproc: int, args: list[str], **kw) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc),
+           "--rdzv-backend", "c10d", "--rdzv-endpoint", "localhost:0", "-m", "tssm", "train", *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, **kw)
+
+
+@pytest.mark.parametrize("method,n,ranks", [("gsadmm", 2, 2), ("gsam", 2, 2), ("gsadmm", 3, 2), ("gsam", 3, 2)])
+def test_distributed_matches_serial(method, n, ranks, tmp_path):
+    opts = ARGS + ["--method", method, "--splits", str(n)]
+    serial_cfg = RunConfig.from_dict(dict(dataset="digits", width=64, depth=6, epochs=2, mlflow=False, checkpoint=False,
+                                          threads=1, method=method, splits=n, out=str(tmp_path / "serial")))
+    train(serial_cfg, progress=False)
+    p = torchrun(ranks, opts + ["--out", str(tmp_path / "dist")])
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err[-3000:]
+    s = pd.read_csv(tmp_path / "serial" / "metrics.csv")
+    d = pd.read_csv(tmp_path / "dist" / "metrics.csv")
+    assert len(s) == len(d) == 3
+    cols = [c for c in COLS if c in s]
+    rel = ((s[cols] - d[cols]).abs() / s[cols].abs().clip(lower=1e-8)).max().max()
+    assert rel < 1e-5, (s[cols] - d[cols]).abs().max()
+    assert "world_size" in (tmp_path / "dist" / "run.json").read_text()
+
+
+def test_more_ranks_than_subnetworks(tmp_path):
+    p = torchrun(2, ARGS + ["--method", "gsadmm", "--splits", "1", "--out", str(tmp_path / "r")])
+    out, err = p.communicate(timeout=120)
+    assert p.returncode != 0
+    assert "2 ranks for 1 subnetworks" in err
+
+
+def _rank1_pid(out: Path) -> int | None:
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"RANK=1" in env and str(out).encode() in cmd and b"tssm" in cmd:
+            return int(pid)
+    return None
+
+
+@pytest.mark.parametrize("fault", ["kill", "stall"])
+def test_lost_rank_ends_the_others(fault, tmp_path):
+    """Kill (SIGKILL) or stall (SIGSTOP) rank 1 mid-run: rank 0 stops within the timeout with a
+    clear error and records the run as failed."""
+    out = tmp_path / "r"
+    args = [a if a != "2" else "500" for a in ARGS]  # --epochs 500: still running when hit
+    p = torchrun(2, args + ["--method", "gsadmm", "--splits", "2", "--dist-timeout", "5", "--out", str(out)],
+                 start_new_session=True)
+    deadline = time.time() + 90
+    while not (out / "metrics.csv").exists() and time.time() < deadline and p.poll() is None:
+        time.sleep(0.2)
+    assert (out / "metrics.csv").exists(), p.communicate()[1][-2000:] if p.poll() is not None else "run never started"
+    victim = _rank1_pid(out)
+    assert victim is not None
+    t0 = time.time()
+    os.kill(victim, signal.SIGKILL if fault == "kill" else signal.SIGSTOP)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and '"failed"' not in ((out / "run.json").read_text() if (out / "run.json").exists() else ""):
+            time.sleep(0.2)
+        elapsed = time.time() - t0
+        info = (out / "run.json").read_text()
+        assert '"failed"' in info and "lost contact with rank 1" in info
+        assert elapsed < 30
+    finally:
+        if fault == "stall":
+            os.kill(victim, signal.SIGKILL)
+        os.killpg(p.pid, signal.SIGKILL)
+        p.communicate(timeout=30)

@@ -1,0 +1,81 @@
+"""Every bad input gets one clear, early error naming the problem and the fix."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from tssm.cli import main
+from tssm.config import RunConfig
+
+BASE = ["train", "--epochs", "1", "--mlflow", "false", "--checkpoint", "false", "--no-progress", "--width", "32"]
+
+CASES = [
+    (["--dataset", "imagenet"], "unknown dataset 'imagenet'"),
+    (["--model", "transformer"], "unknown model 'transformer'"),
+    (["--method", "lbfgs"], "unknown method 'lbfgs'"),
+    (["--splits", "0"], "splits must be an integer >= 1"),
+    (["--splits", "11"], "splits n=11 is out of range: this model has 10 blocks"),
+    (["--method", "adam", "--splits", "2"], "use splits=1"),
+    (["--rho", "0"], "rho must be a positive number"),
+    (["--rho", "-1"], "rho must be a positive number"),
+    (["--alpha", "0"], "alpha must be a positive number"),
+    (["--tau1", "0"], "tau1 must be a positive number"),
+    (["--tau2", "-5"], "tau2 must be a positive number"),
+    (["--cuts", "3", "3", "--splits", "3"], "strictly increasing"),
+    (["--schedule", "nightly"], "unknown schedule 'nightly'"),
+    (["--dataset", "mnist", "--data-root", "{tmp}/empty", "--download", "false"], "is not on disk"),
+]
+
+
+@pytest.mark.parametrize("args,message", CASES, ids=[" ".join(a) for a, _ in CASES])
+def test_bad_input_clear_error(args, message, tmp_path, capsys):
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    code = main(BASE + ["--out", str(tmp_path / "run"), *args])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("error: ")
+    assert message in err, err
+    assert "Traceback" not in err
+
+
+def test_missing_data_message_says_how_to_fix(tmp_path, capsys):
+    main(BASE + ["--dataset", "mnist", "--data-root", str(tmp_path), "--download", "false", "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert str(tmp_path) in err and "download=True" in err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_cuda_without_gpu(tmp_path, capsys):
+    assert main(BASE + ["--device", "cuda", "--out", str(tmp_path / "r")]) == 2
+    assert "no CUDA GPU is visible" in capsys.readouterr().err
+
+
+def test_misspelled_config_key(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("dataset: digits\nepocs: 3\n")
+    assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "r")]) == 2
+    assert "did you mean 'epochs'" in capsys.readouterr().err
+
+
+def test_malformed_config_file(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("dataset: [digits\n")
+    assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "r")]) == 2
+    assert "not valid YAML" in capsys.readouterr().err
+    cfg.write_text("- just\n- a list\n")
+    assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "r")]) == 2
+    assert "must hold a mapping" in capsys.readouterr().err
+
+
+def test_wrong_value_type():
+    with pytest.raises(ValueError, match="epochs must be a positive integer"):
+        RunConfig.from_dict({"epochs": "ten"})
+
+
+def test_cli_subprocess_no_traceback(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "tssm", *BASE, "--splits", "99", "--out", str(tmp_path / "r")],
+                       capture_output=True, text=True)
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr and "out of range" in r.stderr
