@@ -121,6 +121,8 @@ def train(cfg: RunConfig, *, progress: bool = True) -> dict[str, Any]:
     problem = build_problem(cfg, device)
     stages = build_stages(cfg, problem)
     solver: Solver = make_solver(cfg, problem.data.x_train, problem.data.y_train)
+    # Check every step's loss where that is free (one CPU process); otherwise once per epoch.
+    solver.check_finite = not distributed and device.type == "cpu"
     if distributed:
         executor = DistributedExecutor(stages, stage_owner(len(stages), world), device, cfg.dist_timeout)
     else:
@@ -147,9 +149,10 @@ def train(cfg: RunConfig, *, progress: bool = True) -> dict[str, Any]:
 
     def on_signal(signum, frame):
         stop["sig"] = signum
-    old_handler = signal.signal(signal.SIGTERM, on_signal) if rank == 0 or not distributed else None
+    # SIGTERM (Snakemake, SLURM, torchrun teardown) finishes the epoch, checkpoints and stops.
+    old_handler = signal.signal(signal.SIGTERM, on_signal)
 
-    status, reason = "finished", None
+    status, reason, epoch = "finished", None, start_epoch - 1
     bar = _progress(cfg, progress and executor.is_main, start_epoch)
     try:
         if start_epoch == 1:  # epoch 0: the initial state, the same for every method
@@ -205,10 +208,10 @@ def train(cfg: RunConfig, *, progress: bool = True) -> dict[str, Any]:
             if cfg.checkpoint:
                 save_checkpoint(ckpt_path, cfg, executor.stages, epoch, train_clock, recorder.rows if recorder else [],
                                 recorder.run_id if recorder else None)
-            if stop["sig"] is not None:
+            if not executor.all_true(stop["sig"] is None):
                 raise _StopRequested(f"stopped by signal {stop['sig']} after epoch {epoch}; rerun to resume")
     except DivergenceError as e:
-        status, reason = "diverged", str(e)
+        status, reason = "diverged", str(e) if "epoch" in str(e) else f"run diverged in epoch {epoch}: {e}"
     except _StopRequested as e:
         status, reason = "interrupted", str(e)
     except KeyboardInterrupt:

@@ -10,6 +10,7 @@ every stage it holds: all stages in one process (serial reference), or one
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
@@ -18,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import RunConfig
+from ..errors import DivergenceError
 
 
 class Mailbox(Protocol):
@@ -87,6 +89,7 @@ class Solver:
 
     name = "base"
     trains_aux = False
+    check_finite = False  # raise DivergenceError at the first non-finite W-step loss
 
     def __init__(self, cfg: RunConfig, x_train: torch.Tensor, y_train: torch.Tensor):
         self.cfg = cfg
@@ -140,6 +143,8 @@ class Solver:
         stage.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         stage.optimizer.step()
+        if self.check_finite and not math.isfinite(loss.item()):
+            raise DivergenceError(f"the W-step loss of subnetwork {stage.index + 1} is {loss.item()}")
         grad = x.grad * (len(x) * self.c) if input_grad else None
         return loss.detach(), grad
 

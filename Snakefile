@@ -1,0 +1,52 @@
+# tssm-bench pipeline: train a grid of runs, summarise them, draw the figures.
+#
+#   snakemake --cores 2                                   # config/config.yaml (digits, CPU)
+#   snakemake --configfile config/fashion.yaml            # Fashion-MNIST
+#   snakemake --workflow-profile profiles/slurm --configfile config/paper.yaml   # GPU cluster
+#   snakemake --report results/default/report.html        # after a run
+#
+# Layout of one configuration's outputs (<name> = the config's `name`):
+#   results/<name>/runs/{dataset}/{model}/{method}/n{splits}/seed{seed}/run.json, metrics.csv
+#   results/<name>/summary.csv, summary.md, figures/*.png|pdf
+#   logs/<name>/...               one log per job
+#   results/mlflow.db             MLflow index (experiment = the config's `experiment`)
+
+import os
+
+from snakemake.utils import min_version
+
+min_version("8.0")
+
+# The default config, unless --configfile names another one (which then replaces it
+# entirely instead of being merged over it).
+if not workflow.overwrite_configfiles:
+
+    configfile: os.path.join(workflow.basedir, "config", "config.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/report.smk"
+
+
+report: "workflow/report/workflow.rst"
+
+
+localrules:
+    all,
+    prepare_data,
+    mlflow_experiment,
+    summary,
+    figures,
+
+
+rule all:
+    input:
+        # 1. every training run of the grid: results/<name>/runs/.../run.json
+        runs=ALL_RUNS,
+        # 2. one row per run, and mean ± std over seeds
+        summary=f"{RESULTS}/summary.csv",
+        table=f"{RESULTS}/summary.md",
+        # 3. figures: Figure 1 and 2 analogues, accuracy vs n, time to target, speedup
+        figures=FIGURE_FILES,

@@ -1,0 +1,115 @@
+"""Faults: divergence, interruption and resume, concurrent MLflow logging."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+from tssm.cli import main
+
+SMALL = ["--dataset", "digits", "--width", "64", "--depth", "6", "--threads", "1", "--no-progress"]
+NUMBERS = ["train_loss", "train_acc", "test_loss", "test_acc", "objective", "residual", "move_1", "move_2"]
+
+
+def test_divergence_is_recorded_not_crashed(tmp_path, capsys):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    out = tmp_path / "run"
+    code = main(["train", *SMALL, "--method", "sgd", "--splits", "1", "--lr", "1e6", "--epochs", "5",
+                 "--tracking-uri", uri, "--experiment", "div", "--out", str(out)])
+    assert code == 3
+    assert "diverged" in capsys.readouterr().err
+    info = json.loads((out / "run.json").read_text())
+    assert info["status"] == "diverged"
+    assert "nan" in info["reason"].lower() or "inf" in info["reason"].lower()
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    runs = mlflow.search_runs(experiment_names=["div"])
+    assert len(runs) == 1
+    assert runs.loc[0, "status"] == "FAILED"
+    assert "diverged" in runs.loc[0, "tags.failure_reason"]
+
+
+def _popen(args, out):
+    return subprocess.Popen([sys.executable, "-m", "tssm", "train", *SMALL, *args, "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _rows(out):
+    try:
+        return len(pd.read_csv(out / "metrics.csv"))
+    except (FileNotFoundError, pd.errors.EmptyDataError):
+        return 0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_resume_after_kill_equals_uninterrupted(sig, tmp_path):
+    args = ["--method", "gsadmm", "--splits", "2", "--epochs", "12", "--mlflow", "false", "--checkpoint", "true"]
+    ref = tmp_path / "ref"
+    assert main(["train", *SMALL, *args, "--out", str(ref)]) == 0
+    out = tmp_path / "run"
+    p = _popen(args, out)
+    deadline = time.time() + 60
+    while _rows(out) < 4 and time.time() < deadline and p.poll() is None:
+        time.sleep(0.05)
+    assert p.poll() is None, "finished before it could be interrupted"
+    p.send_signal(sig)
+    p.communicate(timeout=60)
+    assert p.returncode != 0
+    done = _rows(out) - 1
+    assert done < 12
+    if sig == signal.SIGTERM:
+        assert json.loads((out / "run.json").read_text())["status"] == "interrupted"
+    assert list((out / "checkpoint").glob("rank0.pt"))
+    assert main(["train", *SMALL, *args, "--out", str(out)]) == 0  # resumes
+    a, b = pd.read_csv(ref / "metrics.csv"), pd.read_csv(out / "metrics.csv")
+    assert list(a.epoch) == list(b.epoch) == list(range(13))
+    pd.testing.assert_frame_equal(a[NUMBERS], b[NUMBERS], rtol=1e-6)
+    assert json.loads((out / "run.json").read_text())["status"] == "finished"
+    assert not (out / "checkpoint" / "rank0.pt").exists()
+
+
+def test_changed_config_does_not_reuse_checkpoint(tmp_path):
+    args = ["--method", "gsadmm", "--splits", "2", "--epochs", "30", "--mlflow", "false", "--checkpoint", "true"]
+    out = tmp_path / "run"
+    p = _popen(args, out)
+    deadline = time.time() + 60
+    while _rows(out) < 3 and time.time() < deadline:
+        time.sleep(0.05)
+    p.send_signal(signal.SIGKILL)
+    p.communicate()
+    with pytest.warns(UserWarning, match="different config"):
+        assert main(["train", *SMALL, *args[:-4], "--rho", "2", "--mlflow", "false", "--checkpoint", "true",
+                     "--epochs", "2", "--out", str(out)]) == 0
+    m = pd.read_csv(out / "metrics.csv")
+    assert list(m.epoch) == [0, 1, 2]
+
+
+def test_concurrent_runs_lose_nothing(tmp_path):
+    """8 processes logging to one sqlite MLflow store at once: every run and every point lands."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    mlflow.create_experiment("conc")  # created once, before the fan-out (as the pipeline does)
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "tssm", "train", *SMALL, "--method", "gsadmm", "--splits", "2",
+                          "--epochs", "3", "--seed", str(s), "--tracking-uri", uri, "--experiment", "conc",
+                          "--checkpoint", "false", "--out", str(tmp_path / f"r{s}")],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        for s in range(8)
+    ]
+    errs = [p.communicate(timeout=300)[1] for p in procs]
+    assert all(p.returncode == 0 for p in procs), errs
+    assert not any("locked" in e for e in errs), errs
+    runs = mlflow.search_runs(experiment_names=["conc"])
+    assert len(runs) == 8 and set(runs.status) == {"FINISHED"}
+    client = mlflow.tracking.MlflowClient()
+    for rid in runs.run_id:
+        hist = client.get_metric_history(rid, "train_acc")
+        assert sorted(m.step for m in hist) == [0, 1, 2, 3]

@@ -1,0 +1,26 @@
+# Aggregation: one row per run (summary.csv) and mean ± std over seeds (summary.md),
+# read from the runs' files; training is never re-run here.
+
+
+rule summary:
+    """summary.csv (one row per grid point) and summary.md (mean ± std over seeds)."""
+    input:
+        runs=ALL_RUNS,
+    output:
+        csv=report(
+            f"{RESULTS}/summary.csv",
+            caption="../report/summary.rst",
+            category="Summary",
+            labels={"table": "one row per run"},
+        ),
+        md=f"{RESULTS}/summary.md",
+    params:
+        target=FIGS["target_train_acc"],
+        title=f"tssm-bench: {NAME} (MLflow experiment {EXPERIMENT})",
+    log:
+        f"{LOGS}/summary.log",
+    conda:
+        ENV_FILE
+    shell:
+        "{PY_ENV} {PYTHON} -m tssm.summary {input.runs:q} --csv {output.csv:q} --md {output.md:q}"
+        " --target-acc {params.target} --title {params.title:q} > {log:q} 2>&1"

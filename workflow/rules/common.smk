@@ -1,0 +1,195 @@
+# Configuration: validation, the job grid, paths and the command lines of the rules.
+#
+# The grid is computed here once, from the validated config; every rule and `rule all`
+# read it. Nothing in this file touches torch, so `snakemake -n` stays fast.
+
+import json
+import os
+import shlex
+import sys
+from difflib import get_close_matches
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+validate(config, schema="../../config/schema.yaml")
+
+BACKPROP = ("sgd", "adam")
+# RunConfig fields the pipeline sets from the grid (and that `run:` may therefore not set).
+PIPELINE_FIELDS = ("dataset", "model", "method", "splits", "seed", "epochs", "out", "data_root", "download",
+                   "tracking_uri", "experiment", "tags")
+
+NAME = config["name"]
+RESULTS = f"{config['results']}/{NAME}"  # everything of this config: runs, summary, figures, report
+LOGS = f"logs/{NAME}"
+FIGDIR = f"{RESULTS}/figures"
+EXPERIMENT = config.get("experiment") or f"tssm-{NAME}"
+TRACKING_URI = config["tracking_uri"]
+DATA_ROOT = config["data_root"]
+REPO = str(workflow.basedir)  # the checkout holding the Snakefile (and the tssm package)
+FIGS = config["figures"]
+RUN_DIR = RESULTS + "/runs/{dataset}/{model}/{method}/n{splits}/seed{seed}"
+ENV_FILE = "../../envs/tssm.yaml"
+
+
+def _uses_conda():
+    try:
+        methods = workflow.deployment_settings.deployment_method
+    except AttributeError:
+        return False
+    return any(str(getattr(m, "name", m)).upper() == "CONDA" for m in methods)
+
+
+# The interpreter rules call: explicit config > the conda env's `python` > the one running
+# Snakemake (so `.venv/bin/snakemake` works without activating the venv). Kept out of
+# `params` so that moving the venv does not re-run every job.
+PYTHON = config.get("python") or ("python" if _uses_conda() else sys.executable)
+# Run the tssm package of this checkout even where it is not pip-installed (conda envs).
+PY_ENV = f"export PYTHONPATH={shlex.quote(REPO)}${{PYTHONPATH:+:$PYTHONPATH}} MPLBACKEND=Agg;"
+
+
+def _check_run_keys(run, where):
+    """Reject unknown or pipeline-owned keys in a `run:` mapping, naming the fix."""
+    try:  # the single source of truth, when tssm is importable (it needs no torch for this)
+        from dataclasses import fields
+
+        from tssm.config import RunConfig
+
+        known = {f.name for f in fields(RunConfig)}
+    except Exception:
+        known = None
+    for key in run:
+        if key in PIPELINE_FIELDS:
+            raise WorkflowError(
+                f"{where}: `{key}` is set by the pipeline, not in `run:` — use the experiment's "
+                f"datasets/model/methods/splits/seeds/epochs, or the top-level data_root/tracking_uri/experiment."
+            )
+        if known is not None and key not in known:
+            close = get_close_matches(key, sorted(known), n=1)
+            raise WorkflowError(f"{where}: unknown run setting `{key}`" + (f" (did you mean `{close[0]}`?)" if close else ""))
+
+
+def _num_blocks(model, run):
+    """Blocks a model can be cut between (tssm.models); None when unknown."""
+    if model == "mlp":
+        return run.get("depth", 10)
+    if model == "cnn":
+        return 5
+    if model == "resnet":
+        return run.get("residual_blocks", 24) + 4
+    return None
+
+
+def _expand_grid(cfg):
+    """{(dataset, model, method, splits, seed): job} over every experiment of the config."""
+    _check_run_keys(cfg["run"], "config `run`")
+    grid = {}
+    for i, exp in enumerate(cfg["experiments"]):
+        label = exp.get("name") or f"exp{i}"
+        where = f"experiment `{label}`"
+        _check_run_keys(exp["run"], f"{where} `run`")
+        run = {**cfg["run"], **exp["run"]}
+        blocks = _num_blocks(exp["model"], run)
+        for dataset in exp["datasets"]:
+            for method in exp["methods"]:
+                levels = [1] if method in BACKPROP else exp["splits"]
+                for n in levels:
+                    if blocks is not None and n > blocks:
+                        raise WorkflowError(
+                            f"{where}: split level n={n} exceeds the {blocks} blocks of model `{exp['model']}`; "
+                            f"use splits between 1 and {blocks}"
+                        )
+                    for seed in exp["seeds"]:
+                        key = (dataset, exp["model"], method, n, seed)
+                        workers = max(1, min(exp["workers"], n))
+                        job = {
+                            "experiment": label,
+                            "settings": {
+                                "dataset": dataset, "model": exp["model"], "method": method, "splits": n,
+                                "seed": seed, "epochs": exp["epochs"], **run,
+                            },
+                            "workers": workers,
+                            "gpus": exp["gpus"] * workers,
+                            "rank_threads": run.get("threads") or 1,
+                            "mem_mb": exp.get("mem_mb"),
+                            "runtime": exp.get("runtime"),
+                        }
+                        if key in grid and grid[key]["settings"] != job["settings"]:
+                            raise WorkflowError(
+                                f"grid point {'/'.join(map(str, key))} is defined twice with different settings "
+                                f"(experiments `{grid[key]['experiment']}` and `{label}`); make them agree or "
+                                f"drop it from one of them"
+                            )
+                        grid.setdefault(key, job)
+    return grid
+
+
+GRID = _expand_grid(config)
+
+
+def run_dir(dataset, model, method, splits, seed):
+    return RUN_DIR.format(dataset=dataset, model=model, method=method, splits=splits, seed=seed)
+
+
+ALL_RUNS = [f"{run_dir(*key)}/run.json" for key in sorted(GRID, key=lambda k: tuple(map(str, k)))]
+DATASETS = sorted({key[0] for key in GRID})
+FIGURE_STEMS = ["figure1_train_acc", "figure2_speed", "acc_vs_splits", "time_to_target", "speedup"]
+FIGURE_FILES = [f"{FIGDIR}/{stem}.{ext}" for stem in FIGURE_STEMS for ext in ("png", "pdf")]
+
+
+def grid_job(wc):
+    key = (wc.dataset, wc.model, wc.method, int(wc.splits), int(wc.seed))
+    try:
+        return GRID[key]
+    except KeyError:
+        raise WorkflowError(f"{'/'.join(map(str, key))} is not a point of the grid of config `{NAME}`") from None
+
+
+def _flag(key, value):
+    flag = "--" + key.replace("_", "-")
+    if isinstance(value, bool):
+        return [flag, "true" if value else "false"]
+    if isinstance(value, (list, tuple)):
+        return [flag, *map(str, value)]
+    return [flag, str(value)]
+
+
+def train_flags(wc):
+    """The `tssm train` flags of one grid point: its whole RunConfig except out/threads.
+
+    A param of the train rule, so Snakemake re-runs a point whose settings change."""
+    job = grid_job(wc)
+    args = []
+    for key, value in sorted(job["settings"].items()):
+        if value is None or key == "threads":
+            continue
+        args += _flag(key, value)
+    args += ["--data-root", DATA_ROOT, "--download", "false", "--tracking-uri", TRACKING_URI,
+             "--experiment", EXPERIMENT]
+    for tag, value in (("pipeline_config", NAME), ("grid", job["experiment"]), ("workers", job["workers"])):
+        args += ["--tags", f"{tag}={value}"]
+    return " ".join(shlex.quote(a) for a in args)
+
+
+def launcher(wc):
+    """`python -m tssm`, or torchrun with one rank per worker when the point has workers > 1."""
+    job = grid_job(wc)
+    if job["workers"] > 1:
+        return f"{PYTHON} -m torch.distributed.run --standalone --nproc-per-node {job['workers']} -m tssm"
+    return f"{PYTHON} -m tssm"
+
+
+def job_threads(wc):
+    job = grid_job(wc)
+    return job["workers"] * job["rank_threads"]
+
+
+def job_resource(name, default=None):
+    def get(wc):
+        value = grid_job(wc).get(name)
+        return default if value is None else value
+    return get
+
+
+def data_marker(dataset):
+    return f"{DATA_ROOT}/.prepared/{dataset}.json"

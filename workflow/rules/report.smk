@@ -1,0 +1,43 @@
+# Figures (PNG for the Snakemake report, PDF for papers), drawn from summary.csv and the
+# runs' metrics.csv. `snakemake --report results/<name>/report.html` collects the PNGs
+# with the captions in workflow/report/.
+
+
+def _figure(stem, caption, category, label):
+    return report(
+        f"{FIGDIR}/{stem}.png",
+        caption=f"../report/{caption}.rst",
+        category=category,
+        labels={"figure": label},
+    )
+
+
+rule figures:
+    """Figure 1 and 2 analogues, accuracy vs n, time to target, speedup (PNG + PDF)."""
+    input:
+        summary=f"{RESULTS}/summary.csv",
+    output:
+        _figure("figure1_train_acc", "figure1", "Paper figures", "Figure 1: training accuracy"),
+        _figure("figure2_speed", "figure2", "Paper figures", "Figure 2: time per epoch"),
+        _figure("acc_vs_splits", "acc_vs_splits", "Beyond the paper", "accuracy vs n"),
+        _figure("time_to_target", "time_to_target", "Beyond the paper", "time to target"),
+        _figure("speedup", "speedup", "Beyond the paper", "speedup vs n"),
+        [f"{FIGDIR}/{stem}.pdf" for stem in FIGURE_STEMS],
+    params:
+        outdir=FIGDIR,
+        fig1=FIGS["figure1_splits"],
+        fig2=" ".join(map(str, FIGS["figure2_splits"])),
+        fig2_select=" ".join(
+            ([f"--figure2-dataset {FIGS['figure2_dataset']}"] if FIGS["figure2_dataset"] else [])
+            + ([f"--figure2-model {FIGS['figure2_model']}"] if FIGS["figure2_model"] else [])
+        ),
+        target=FIGS["target_train_acc"],
+        reference=FIGS["reference"],
+    log:
+        f"{LOGS}/figures.log",
+    conda:
+        ENV_FILE
+    shell:
+        "{PY_ENV} {PYTHON} -m tssm.figures --summary {input.summary:q} --out-dir {params.outdir:q}"
+        " --figure1-splits {params.fig1} --figure2-splits {params.fig2} {params.fig2_select}"
+        " --target-acc {params.target} --reference {params.reference} > {log:q} 2>&1"

@@ -1,0 +1,71 @@
+# Before the fan-out: the data (downloaded once per dataset) and the MLflow experiment
+# (created once, so parallel jobs never race to create it). Then one job per grid point.
+
+
+rule prepare_data:
+    """Load (and if needed download) one dataset into data_root, once, before training fans out."""
+    output:
+        marker=f"{DATA_ROOT}/.prepared/{{dataset}}.json",
+    params:
+        root=DATA_ROOT,
+    log:
+        f"{LOGS}/prepare_data/{{dataset}}.log",
+    conda:
+        ENV_FILE
+    shell:
+        "{PY_ENV} {PYTHON} {REPO}/workflow/scripts/prepare_data.py --dataset {wildcards.dataset}"
+        " --root {params.root:q} --marker {output.marker:q} > {log:q} 2>&1"
+
+
+rule mlflow_experiment:
+    """Create (or find) this config's MLflow experiment before any run logs to it."""
+    output:
+        marker=f"{RESULTS}/mlflow_experiment.json",
+    params:
+        experiment=EXPERIMENT,
+        tracking_uri=TRACKING_URI,
+        config_name=NAME,
+    log:
+        f"{LOGS}/mlflow_experiment.log",
+    conda:
+        ENV_FILE
+    shell:
+        "{PY_ENV} {PYTHON} {REPO}/workflow/scripts/mlflow_experiment.py --name {params.experiment:q}"
+        " --tracking-uri {params.tracking_uri:q} --tag pipeline_config={params.config_name:q}"
+        " --out {output.marker:q} > {log:q} 2>&1"
+
+
+rule train:
+    """One grid point: `tssm train` into the run directory.
+
+    Exit status 3 (diverged) still writes run.json with status "diverged": the job
+    succeeds and the summary reports it. Any other failure fails the job. A killed job
+    resumes from its checkpoint when re-run (if checkpoints are on)."""
+    input:
+        # ancient(): these only order the jobs; re-creating a marker must not re-run training
+        experiment=ancient(rules.mlflow_experiment.output.marker),
+        data=lambda wc: ancient(data_marker(wc.dataset)),
+    output:
+        run=f"{RUN_DIR}/run.json",
+        metrics=f"{RUN_DIR}/metrics.csv",
+    params:
+        # every RunConfig setting of the point: a changed setting re-runs it (params trigger)
+        flags=train_flags,
+        launcher=launcher,
+        rank_threads=lambda wc: grid_job(wc)["rank_threads"],
+        out=lambda wc, output: os.path.dirname(output.run),
+    log:
+        f"{LOGS}/train/{{dataset}}/{{model}}/{{method}}/n{{splits}}/seed{{seed}}.log",
+    threads: job_threads
+    resources:
+        gpu=job_resource("gpus", 0),
+        mem_mb=job_resource("mem_mb", 4000),
+        runtime=job_resource("runtime", 60),
+    conda:
+        ENV_FILE
+    wildcard_constraints:
+        splits=r"\d+",
+        seed=r"\d+",
+    shell:
+        "{PY_ENV} {params.launcher} train {params.flags} --threads {params.rank_threads}"
+        " --out {params.out:q} --no-progress > {log:q} 2>&1 || [ $? -eq 3 ]"

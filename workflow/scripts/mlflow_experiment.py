@@ -1,0 +1,74 @@
+"""Create (or find, or restore) one MLflow experiment and write a marker with its id.
+
+The pipeline runs this once per configuration before the training jobs fan out, so that
+parallel jobs find the experiment instead of racing to create it. sqlite's "database is
+locked" is retried; a concurrent creation ("already exists") is resolved by looking up
+the winner.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+
+def retry(fn, *args, attempts: int = 10, **kwargs):
+    delay = 0.2
+    for i in range(attempts):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as e:  # MLflow wraps sqlite's OperationalError in several types
+            if "locked" not in str(e).lower() or i == attempts - 1:
+                raise
+            time.sleep(delay)
+            delay = min(2 * delay, 5.0)
+
+
+def ensure_experiment(tracking_uri: str, name: str, tags: dict[str, str]) -> dict:
+    from mlflow.tracking import MlflowClient
+
+    if tracking_uri.startswith("sqlite:///"):
+        Path(tracking_uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    client = MlflowClient(tracking_uri=tracking_uri)
+    exp = retry(client.get_experiment_by_name, name)
+    created = False
+    if exp is None:
+        try:
+            retry(client.create_experiment, name, tags=tags or None)
+            created = True
+        except Exception as e:
+            if "already exists" not in str(e).lower() and "RESOURCE_ALREADY_EXISTS" not in str(e):
+                raise
+        exp = retry(client.get_experiment_by_name, name)
+    if exp.lifecycle_stage == "deleted":  # deleted in the UI: bring it back rather than fail every run
+        retry(client.restore_experiment, exp.experiment_id)
+        exp = retry(client.get_experiment, exp.experiment_id)
+    for k, v in tags.items():
+        retry(client.set_experiment_tag, exp.experiment_id, k, v)
+    return {"experiment": name, "experiment_id": exp.experiment_id, "tracking_uri": tracking_uri,
+            "created": created, "artifact_location": exp.artifact_location}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--name", required=True, help="experiment name")
+    p.add_argument("--tracking-uri", required=True)
+    p.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE", help="experiment tag (repeatable)")
+    p.add_argument("--out", required=True, help="marker JSON to write")
+    args = p.parse_args(argv)
+    tags = dict(t.split("=", 1) for t in args.tag)
+    info = ensure_experiment(args.tracking_uri, args.name, tags)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(json.dumps(info, indent=2) + "\n")
+    tmp.replace(out)
+    print(json.dumps(info))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
