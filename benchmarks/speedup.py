@@ -112,7 +112,7 @@ def gpu_info(device: str) -> tuple[int, str]:
 
 def plan(args, cores: int, ngpu: int) -> list[Config]:
     methods, modes = set(args.methods), set(args.modes)
-    thread_options = sorted({1, cores}, reverse=True)
+    thread_options = sorted(set(args.serial_threads or (1, cores)), reverse=True)
     out: list[Config] = []
     if "backprop" in modes:
         for m in ("adam", "sgd"):
@@ -376,8 +376,10 @@ def plot(rows: list[dict], out: Path) -> None:
         ax.text(ref, 0.005, " fastest Adam backprop", color="dimgrey", fontsize=8, va="bottom",
                 transform=ax.get_xaxis_transform(), bbox=dict(facecolor="white", alpha=0.8, lw=0, pad=1))
     r0 = ok[0]
+    loads = [float(r[k]) for r in ok for k in ("load_before", "load_after") if str(r.get(k, "")).strip()]
+    load = f", load avg {min(loads):.1f}-{max(loads):.1f}" if loads else ""
     ax.set_title(f"Training seconds per epoch: {r0['dataset']} / {r0['model']}, batch {r0['batch']}, "
-                 f"n_train {r0['n_train'] or 'all'}\n{r0['device']}: {r0['machine']} ({r0['cpu_count']} cores), "
+                 f"n_train {r0['n_train'] or 'all'}\n{r0['device']}: {r0['machine']} ({r0['cpu_count']} cores{load}), "
                  f"torch {r0['torch']}", fontsize=10)
     ax.set_xlabel(f"seconds per epoch ({r0['timing']}; lower is better)")
     ax.set_ylabel("")
@@ -405,6 +407,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-ranks", type=int, default=None,
                    help="most ranks for distributed/pipeline runs (default: the cores available, on CUDA 4)")
     p.add_argument("--threads-per-rank", type=int, default=None, help="default: cores // ranks (at least 1)")
+    p.add_argument("--serial-threads", type=int, nargs="+", default=None,
+                   help="thread counts of the one-process runs (backprop, serial TSSM); default: 1 and all cores")
     p.add_argument("--methods", default=",".join(ALL_METHODS), help=f"comma list of {','.join(ALL_METHODS)}")
     p.add_argument("--modes", default=",".join(ALL_MODES), help=f"comma list of {','.join(ALL_MODES)}")
     p.add_argument("--microbatches", type=int, default=4, help="GPipe micro-batches per minibatch")
