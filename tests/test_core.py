@@ -85,28 +85,8 @@ def test_q_step_zeroes_lagrangian_gradient(scaling, digits_cfg):
         torch.testing.assert_close(q, eq5, rtol=1e-12, atol=1e-12)
 
 
-def test_p_step_scaling_differs_by_exactly_M(digits_cfg):
-    """The 'paper' and 'sample' objective scalings give p-step data terms differing by M."""
-    grads = {}
-    for scaling in ("paper", "sample"):
-        cfg = digits_cfg(method="gsadmm", splits=2, scaling=scaling)
-        problem = build_problem(cfg, torch.device("cpu"))
-        stages = build_stages(cfg, problem)
-        solver = make_solver(cfg, problem.data.x_train, problem.data.y_train)
-        ex = SerialExecutor(stages)
-        for st in stages:
-            solver.setup(st)
-        ex.run(solver.init_phases(), torch.arange(solver.M))
-        rows = torch.arange(40)
-        grads[scaling] = solver.data_grad(stages[1], stages[1].p[rows], solver.y[rows])
-    M = len(problem.data.x_train)
-    torch.testing.assert_close(grads["sample"], grads["paper"] * M, rtol=1e-5, atol=1e-9)
-    assert grads["paper"].abs().max() > 0
-
-
-# ----------------------------------------------------------------------------- n = 1
-def _param_trajectory(cfg: RunConfig, steps: int) -> list[list[torch.Tensor]]:
-    """Parameters after each of the first ``steps`` minibatch steps (serial executor)."""
+def _serial(cfg: RunConfig):
+    """Stages, solver and serial executor of ``cfg``, initialised as ``train`` does."""
     torch.manual_seed(cfg.seed)
     problem = build_problem(cfg, torch.device("cpu"))
     stages = build_stages(cfg, problem)
@@ -115,6 +95,25 @@ def _param_trajectory(cfg: RunConfig, steps: int) -> list[list[torch.Tensor]]:
     for st in stages:
         solver.setup(st)
     ex.run(solver.init_phases(), torch.arange(solver.M))
+    return stages, solver, ex
+
+
+def test_p_step_scaling_differs_by_exactly_M(digits_cfg):
+    """The 'paper' and 'sample' objective scalings give p-step data terms differing by M."""
+    grads = {}
+    for scaling in ("paper", "sample"):
+        stages, solver, _ = _serial(digits_cfg(method="gsadmm", splits=2, scaling=scaling))
+        rows = torch.arange(40)
+        grads[scaling] = solver.data_grad(stages[1], stages[1].p[rows], solver.y[rows])
+    M = solver.M
+    torch.testing.assert_close(grads["sample"], grads["paper"] * M, rtol=1e-5, atol=1e-9)
+    assert grads["paper"].abs().max() > 0
+
+
+# ----------------------------------------------------------------------------- n = 1
+def _param_trajectory(cfg: RunConfig, steps: int) -> list[list[torch.Tensor]]:
+    """Parameters after each of the first ``steps`` minibatch steps (serial executor)."""
+    stages, solver, ex = _serial(cfg)
     out = []
     perm = epoch_permutation(cfg.seed, 1, solver.M, torch.device("cpu"))
     for rows in list(perm.split(cfg.batch_size))[:steps]:

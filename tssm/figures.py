@@ -148,9 +148,21 @@ def _excluded_note(summary: pd.DataFrame, limit: int = 6) -> str:
     return f"Excluded (not finished): {'; '.join(items[:limit])}{more}"
 
 
+def _top(fig, title: str, handles: Sequence[Any] = (), labels: Sequence[str] = (), ncol: int = 5) -> None:
+    """Lay the panels out, then put the legend and the title above them (no overlap, no gap)."""
+    fig.tight_layout()
+    top = 1.0
+    if handles:
+        leg = fig.legend(list(handles), list(labels), loc="lower center", bbox_to_anchor=(0.5, 1.0),
+                         ncol=min(len(handles), ncol), fontsize=8, frameon=False)
+        fig.canvas.draw()
+        top = leg.get_window_extent().transformed(fig.transFigure.inverted()).y1
+    fig.suptitle(title, fontsize=11, y=top + 0.005, va="bottom")
+
+
 def _finish(fig, note: str | None, path_stem: Path | None, formats: Sequence[str]) -> list[Path]:
     if note:
-        fig.text(0.01, 0.005, note, fontsize=7, color="#8b0000", ha="left", va="bottom", wrap=True)
+        fig.text(0.01, -0.01, note, fontsize=7, color="#8b0000", ha="left", va="top", wrap=True)
     written = []
     if path_stem is not None:
         path_stem.parent.mkdir(parents=True, exist_ok=True)
@@ -208,12 +220,25 @@ def _at_split_level(df: pd.DataFrame, splits: int) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------- Figure 1
+def _figure1_combos(summary: pd.DataFrame) -> list[tuple[str, str]]:
+    """Panels of Figure 1: for a paper dataset run with the paper's Figure-1 model, only that
+    model (CIFAR-10 also has the ResNet of Figure 2); any other dataset/model as it comes."""
+    combos = _combos(summary)
+    keep = []
+    for ds, md in combos:
+        paper_model = PAPER_FIGURE1_SETUP.get(ds, (None, None))[0]
+        if paper_model and md != paper_model and (ds, paper_model) in combos:
+            continue
+        keep.append((ds, md))
+    return keep
+
+
 def figure1(runs: Sequence[Run], summary: pd.DataFrame, splits: int = PAPER_FIGURE1_SPLITS,
             path_stem: Path | None = None, formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
     """Training accuracy per epoch per dataset, a line per method, seeds as a ± 1 sd band."""
     summary = _coerce_summary(summary)
     curves = _at_split_level(_curves(runs, "train_acc"), splits)
-    combos = _combos(summary) or [("?", "?")]
+    combos = _figure1_combos(summary) or [("?", "?")]
     ncol = min(len(combos), 3)
     nrow = math.ceil(len(combos) / ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(4.6 * ncol, 3.6 * nrow + 0.5), squeeze=False)
@@ -235,17 +260,19 @@ def figure1(runs: Sequence[Run], summary: pd.DataFrame, splits: int = PAPER_FIGU
         for line, m in zip(ax.get_lines(), methods):
             handles.setdefault(m, line)
         last_epoch = d["epoch"].max()
-        paper = PAPER_FINAL_TRAIN_ACC.get(dataset)
+        paper = PAPER_FINAL_TRAIN_ACC.get(dataset) if PAPER_FIGURE1_SETUP.get(dataset, (None,))[0] == model else None
         if paper:
             for m, v in paper.items():
                 h = ax.scatter([last_epoch], [v], marker="*", s=140, color=_color(m), edgecolor="black",
                                linewidth=0.6, zorder=5, clip_on=False)
                 handles.setdefault(f"paper:{m}", h)
-            pm, pe = PAPER_FIGURE1_SETUP.get(dataset, (None, None))
-            if pm and (pm != model):
-                ax.text(0.98, 0.03, f"paper used {pm}", transform=ax.transAxes, ha="right", fontsize=7, color="0.4")
+            pe = PAPER_FIGURE1_SETUP[dataset][1]
+            ax.text(0.98, 0.03, f"stars: paper, after {pe} epochs", transform=ax.transAxes, ha="right",
+                    va="bottom", fontsize=7, color="0.4")
         else:
-            ax.text(0.98, 0.03, "no paper value for this dataset", transform=ax.transAxes, ha="right",
+            pm = PAPER_FIGURE1_SETUP.get(dataset, (None,))[0]
+            why = f"the paper used {pm} here" if pm else "not in the paper"
+            ax.text(0.98, 0.03, f"no paper values ({why})", transform=ax.transAxes, ha="right",
                     va="bottom", fontsize=7, color="0.4")
         nseeds = d.groupby("method")["seed"].nunique()
         ax.set_title(f"{_panel_title(dataset, model)} — seeds: {int(nseeds.max())}", fontsize=10)
@@ -262,16 +289,22 @@ def figure1(runs: Sequence[Run], summary: pd.DataFrame, splits: int = PAPER_FIGU
             lab = _label(key) + (f" (n={splits})" if key not in BACKPROP_METHODS else " (n=1)")
         labels.append(lab)
         hs.append(h)
-    if hs:
-        fig.legend(hs, labels, loc="upper center", ncol=min(len(hs), 5), fontsize=8, frameon=False,
-                   bbox_to_anchor=(0.5, 1.0))
-    fig.suptitle(f"Figure 1 analogue: training accuracy per epoch (split methods at n={splits}; band = ± 1 sd "
-                 f"over seeds)", fontsize=11, y=1.0 + 0.06 * math.ceil(len(hs) / 5) / nrow)
-    fig.tight_layout()
+    _top(fig, f"Figure 1 analogue: training accuracy per epoch (split methods at n={splits}; "
+              f"band = ± 1 sd over seeds)", hs, labels, ncol=4)
     return _finish(fig, _excluded_note(summary), path_stem, formats)
 
 
 # --------------------------------------------------------------------------- Figure 2
+def _execution_note(ok: pd.DataFrame) -> str:
+    """How the timed runs executed: serial (1 worker) or one rank per subnetwork, and where."""
+    workers = pd.to_numeric(ok.get("workers", pd.Series(dtype=float)), errors="coerce").dropna()
+    devices = sorted({str(d).split(":")[0] for d in ok.get("device", pd.Series(dtype=object)).dropna()})
+    where = "/".join(devices) if devices else "?"
+    if not len(workers) or workers.max() <= 1:
+        return f"serial: 1 worker per run ({where})"
+    return f"workers per run: {int(workers.min())}-{int(workers.max())} ({where})"
+
+
 def _pick_combo(summary: pd.DataFrame, dataset: str | None, model: str | None) -> tuple[str, str] | None:
     combos = _combos(summary)
     if dataset or model:
@@ -317,9 +350,8 @@ def figure2(runs: Sequence[Run], summary: pd.DataFrame, splits: Sequence[int] = 
                     ax_t.scatter([order.index(n)], [v], marker="_", s=300, color="black", zorder=6)
             ax_t.scatter([], [], marker="_", s=200, color="black", label="paper Fig. 2(b)")
         ax_t.legend(fontsize=7, title="method", title_fontsize=7)
-        ax_t.set_xlabel("n (subnetworks; sgd/adam at n=1)")
+        ax_t.set_xlabel(f"n (subnetworks; sgd/adam at n=1) — {_execution_note(ok)}")
         ax_t.set_ylabel("seconds per epoch (training clock)")
-        workers = "serial" if True else ""
         ax_t.set_title(f"(a) time per epoch — {_panel_title(ds, md)}", fontsize=10)
         ax_t.grid(axis="y", alpha=0.3)
     else:
@@ -353,8 +385,7 @@ def figure2(runs: Sequence[Run], summary: pd.DataFrame, splits: Sequence[int] = 
     ax_a.set_xlabel("epoch")
     ax_a.set_ylabel("training accuracy")
     ax_a.grid(alpha=0.3)
-    fig.suptitle("Figure 2 analogue: speed and accuracy by number of subnetworks", fontsize=11)
-    fig.tight_layout()
+    _top(fig, "Figure 2 analogue: speed and accuracy by number of subnetworks")
     return _finish(fig, _excluded_note(s), path_stem, formats)
 
 
@@ -419,14 +450,9 @@ def acc_vs_splits(summary: pd.DataFrame, path_stem: Path | None = None,
             lo = float((a["mean"] - a["std"]).min())
             ax.set_ylim(max(0.0, min(lo - 0.03, 0.9)), 1.005)
             ax.grid(alpha=0.3)
-    labels = [(_label(m) + (" (n=1, dotted line = mean, band = ± 1 sd)" if m in BACKPROP_METHODS else ""))
+    labels = [(_label(m) + (" (n=1; dotted = mean, band = ± 1 sd)" if m in BACKPROP_METHODS else ""))
               for m in legend]
-    if legend:
-        fig.legend(list(legend.values()), labels, loc="upper center", ncol=min(len(legend), 5), fontsize=8,
-                   frameon=False, bbox_to_anchor=(0.5, 1.0))
-    fig.suptitle("Accuracy versus split level n (mean ± 1 sd over seeds)", fontsize=11,
-                 y=1.0 + 0.05 / len(combos))
-    fig.tight_layout(rect=(0, 0.02, 1, 0.95))
+    _top(fig, "Final accuracy versus split level n (mean ± 1 sd over seeds)", list(legend.values()), labels)
     return _finish(fig, _excluded_note(summary), path_stem, formats)
 
 
@@ -450,6 +476,7 @@ def time_to_target_figure(summary: pd.DataFrame, target: float = 0.9, path_stem:
         methods = _methods_in(ok["method"].tolist())
         width = 0.12
         plotted = False
+        missed = []  # (x, method) where no seed reached the target
         for i, m in enumerate(methods):
             dm = ok[ok["method"] == m]
             dx = (i - (len(methods) - 1) / 2) * width
@@ -457,8 +484,9 @@ def time_to_target_figure(summary: pd.DataFrame, target: float = 0.9, path_stem:
             for n, g in dm.groupby("splits"):
                 hit = g["time_to_target_s"].dropna()
                 if len(hit) < len(g):
-                    never.append(f"{m} n={int(n)}: {len(hit)}/{len(g)}")
+                    never.append(f"{ds} {m} n={int(n)}: {len(hit)}/{len(g)}")
                 if not len(hit):
+                    missed.append((n + dx, m))
                     continue
                 xs.append(n + dx)
                 ys.append(hit.mean())
@@ -473,6 +501,12 @@ def time_to_target_figure(summary: pd.DataFrame, target: float = 0.9, path_stem:
         if not plotted:
             _empty(ax, f"no run reached training accuracy {target:g}")
             continue
+        lo, hi = ax.get_ylim()
+        ax.set_ylim(lo, hi + 0.12 * (hi - lo))
+        for x, m in missed:  # an x on the top edge: no seed of this method reached the target at this n
+            ax.scatter([x], [hi + 0.08 * (hi - lo)], marker="x", color=_color(m), s=30, zorder=5)
+        if missed:
+            ax.scatter([], [], marker="x", color="0.3", s=30, label="never reached (top edge)")
         _split_ticks(ax, ok["splits"].tolist())
         ax.set_xlabel("n (number of subnetworks)")
         ax.set_ylabel("seconds (training clock)")
@@ -480,10 +514,9 @@ def time_to_target_figure(summary: pd.DataFrame, target: float = 0.9, path_stem:
         ax.legend(fontsize=7)
     note = _excluded_note(summary)
     if never:
-        extra = "Reached target / runs: " + "; ".join(never[:10]) + (" ..." if len(never) > 10 else "")
+        extra = "Runs reaching the target / runs: " + "; ".join(never[:12]) + (" ..." if len(never) > 12 else "")
         note = (note + "\n" if note else "") + extra
-    fig.suptitle(f"Time to reach training accuracy {target:g} (mean ± 1 sd over the seeds that reach it)", fontsize=11)
-    fig.tight_layout(rect=(0, 0.04, 1, 0.96))
+    _top(fig, f"Time to reach training accuracy {target:g} (mean ± 1 sd over the seeds that reach it)")
     return _finish(fig, note, path_stem, formats)
 
 
@@ -519,12 +552,11 @@ def speedup(summary: pd.DataFrame, reference: str = "adam", path_stem: Path | No
         _split_ticks(ax, d["splits"].tolist())
         ax.set_xlabel("n (number of subnetworks)")
         ax.set_ylabel(f"{ref_name} n=1 s/epoch ÷ run's s/epoch")
-        ax.text(0.01, 0.97, f"reference: {_label(ref_name)} n=1, {ref:.3g} s/epoch", transform=ax.transAxes,
-                fontsize=7, va="top", color="0.3")
+        ax.text(0.01, 0.97, f"reference: {_label(ref_name)} n=1, {ref:.3g} s/epoch; {_execution_note(d)}",
+                transform=ax.transAxes, fontsize=7, va="top", color="0.3")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle("Speedup per epoch versus n (> 1: faster than the reference)", fontsize=11)
-    fig.tight_layout(rect=(0, 0.03, 1, 0.96))
+    _top(fig, "Speedup per epoch versus n (> 1: faster than the reference)")
     return _finish(fig, _excluded_note(summary), path_stem, formats)
 
 
@@ -578,7 +610,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         listed = pd.read_csv(summary_path)
         run_dirs = listed["run_dir"].dropna().tolist() if "run_dir" in listed else []
-        runs = [load_run(p) for p in run_dirs] + (load_runs(args.paths) if args.paths and args.summary else [])
+        # run_dir is relative to the summary's folder (absolute paths are kept as they are)
+        runs = [load_run(summary_path.parent / p) for p in run_dirs] + (load_runs(args.paths) if args.paths and args.summary else [])
         base = summary_path.parent
     elif args.paths:
         runs = load_runs(args.paths)

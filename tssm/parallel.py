@@ -91,16 +91,18 @@ class DistMailbox(LocalMailbox):
     the same phases in the same order), so no tags are needed; the receiver knows shapes.
     """
 
-    def __init__(self, owner: list[int], rank: int, device: torch.device, timeout_s: float, dtype=torch.float32):
+    def __init__(self, owner: list[int], rank: int, device: torch.device, timeout_s: float,
+                 comm_device: torch.device | None = None, dtype=torch.float32):
         super().__init__()
         self.owner, self.rank, self.device, self.dtype = owner, rank, device, dtype
+        self.comm_device = comm_device or device
         self.timeout = datetime.timedelta(seconds=timeout_s)
         self._inflight: list[tuple[dist.Work, torch.Tensor, int]] = []
 
     def send(self, src: int, dst: int, tensor: torch.Tensor) -> None:
         if self.owner[dst] == self.rank:
             return super().send(src, dst, tensor)
-        t = tensor.detach().contiguous()
+        t = tensor.detach().to(self.comm_device).contiguous()
         peer = self.owner[dst]
         try:
             self._inflight.append((dist.isend(t, peer), t, peer))
@@ -110,13 +112,13 @@ class DistMailbox(LocalMailbox):
     def recv(self, src: int, dst: int, shape: tuple[int, ...]) -> torch.Tensor:
         if self.owner[src] == self.rank:
             return super().recv(src, dst, shape)
-        t = torch.empty(shape, device=self.device, dtype=self.dtype)
+        t = torch.empty(shape, device=self.comm_device, dtype=self.dtype)
         peer = self.owner[src]
         try:
             dist.irecv(t, peer).wait(self.timeout)
         except Exception as e:
             raise self._lost(peer, e) from None
-        return t
+        return t.to(self.device)
 
     def flush(self) -> None:
         for work, _, peer in self._inflight:
@@ -138,13 +140,14 @@ class DistMailbox(LocalMailbox):
 class DistributedExecutor(SerialExecutor):
     """The stages of this rank; messages to other ranks' stages go through torch.distributed."""
 
-    def __init__(self, stages: Sequence[Stage], owner: list[int], device: torch.device, timeout_s: float = 300.0):
+    def __init__(self, stages: Sequence[Stage], owner: list[int], device: torch.device, timeout_s: float = 300.0,
+                 comm_device: torch.device | None = None):
         self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
         self.is_main = self.rank == 0
         self.owner = owner
         self.device = device
         self.stages = [s for s in stages if owner[s.index] == self.rank]
-        self.box = DistMailbox(owner, self.rank, device, timeout_s)
+        self.box = DistMailbox(owner, self.rank, device, timeout_s, comm_device)
 
     def run(self, phases: Sequence[Phase], rows: torch.Tensor) -> None:
         super().run(phases, rows)
@@ -163,7 +166,7 @@ class DistributedExecutor(SerialExecutor):
         return out
 
     def all_true(self, flag: bool) -> bool:
-        t = torch.tensor([0.0 if flag else 1.0], device=self.device)
+        t = torch.tensor([0.0 if flag else 1.0], device=self.box.comm_device)
         try:
             dist.all_reduce(t)
         except Exception as e:
@@ -177,23 +180,35 @@ class DistributedExecutor(SerialExecutor):
             pass
 
 
-def init_distributed(device: str, timeout_s: float) -> tuple[int, int, torch.device]:
-    """Join the process group torchrun (or SLURM's srun) set up; returns (rank, world, device)."""
-    if "RANK" not in os.environ and "SLURM_PROCID" in os.environ:  # srun without torchrun
-        os.environ.setdefault("RANK", os.environ["SLURM_PROCID"])
-        os.environ.setdefault("WORLD_SIZE", os.environ["SLURM_NTASKS"])
-        os.environ.setdefault("LOCAL_RANK", os.environ.get("SLURM_LOCALID", "0"))
-    rank = int(os.environ["RANK"])
+def slurm_to_torchrun_env() -> None:
+    """Under ``srun`` without torchrun, take rank and world size from SLURM's variables."""
+    if "RANK" not in os.environ and "SLURM_PROCID" in os.environ:
+        os.environ["RANK"] = os.environ["SLURM_PROCID"]
+        os.environ["WORLD_SIZE"] = os.environ["SLURM_NTASKS"]
+        os.environ["LOCAL_RANK"] = os.environ.get("SLURM_LOCALID", "0")
+        os.environ.setdefault("MASTER_PORT", "29500")
+
+
+def init_distributed(device: str, timeout_s: float) -> tuple[int, int, torch.device, torch.device]:
+    """Join the process group torchrun (or srun) set up.
+
+    Returns (rank, world size, compute device, communication device). NCCL needs one GPU per
+    rank; when ranks must share GPUs, messages go through gloo via host memory instead.
+    """
+    slurm_to_torchrun_env()
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
             raise DistributedError("device cuda asked for, but no CUDA GPU is visible; use --device cpu")
-        dev = torch.device("cuda", local_rank % torch.cuda.device_count())  # ranks may share a GPU
+        gpus = torch.cuda.device_count()
+        dev = torch.device("cuda", local_rank % gpus)
         torch.cuda.set_device(dev)
-        backend = "nccl"
+        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+        backend, comm = ("nccl", dev) if local_world <= gpus else ("gloo", torch.device("cpu"))
     else:
-        dev = torch.device("cpu")
+        dev = comm = torch.device("cpu")
         backend = "gloo"
     if not dist.is_initialized():
         dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
-    return rank, dist.get_world_size(), dev
+    return rank, dist.get_world_size(), dev, comm

@@ -25,7 +25,7 @@ from .data import Dataset, load_dataset
 from .errors import ConfigError, DivergenceError, TSSMError
 from .evaluate import Evaluation, finalize
 from .models import build_model
-from .parallel import DistributedExecutor, SerialExecutor, init_distributed, stage_owner
+from .parallel import DistributedExecutor, SerialExecutor, init_distributed, slurm_to_torchrun_env, stage_owner
 from .solvers import Solver, Stage, make_solver
 from .split import split_model
 from .tracking import Recorder, environment
@@ -108,10 +108,12 @@ class _StopRequested(Exception):
 def train(cfg: RunConfig, *, progress: bool = True) -> dict[str, Any]:
     """Run ``cfg`` to the end; returns the run record (also written as ``run.json``)."""
     cfg.validate()
+    slurm_to_torchrun_env()
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    comm_device = None
     if distributed:
-        rank, world, device = init_distributed(cfg.device if cfg.device != "auto" else
-                                               ("cuda" if torch.cuda.is_available() else "cpu"), cfg.dist_timeout)
+        device_kind = resolve_device(cfg.device).type
+        rank, world, device, comm_device = init_distributed(device_kind, cfg.dist_timeout)
     else:
         rank, world, device = 0, 1, resolve_device(cfg.device)
     threads = cfg.threads or max(1, (os.cpu_count() or 1) // world)
@@ -124,7 +126,7 @@ def train(cfg: RunConfig, *, progress: bool = True) -> dict[str, Any]:
     # Check every step's loss where that is free (one CPU process); otherwise once per epoch.
     solver.check_finite = not distributed and device.type == "cpu"
     if distributed:
-        executor = DistributedExecutor(stages, stage_owner(len(stages), world), device, cfg.dist_timeout)
+        executor = DistributedExecutor(stages, stage_owner(len(stages), world), device, cfg.dist_timeout, comm_device)
     else:
         executor = SerialExecutor(stages)
     for st in executor.stages:

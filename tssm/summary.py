@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import re
 import sys
 from collections.abc import Iterable, Sequence
@@ -49,6 +50,8 @@ AXES = ("dataset", "model", "method", "splits", "seed")
 SUMMARY_COLUMNS = (
     *AXES,
     "status",
+    "workers",
+    "device",
     "epochs",
     "epochs_done",
     "final_train_acc",
@@ -231,9 +234,12 @@ def summary_row(run: Run, target: float = 0.9) -> dict[str, Any]:
         train_time = float(run.metrics["epoch_time_s"].dropna().sum()) if run.metrics["epoch_time_s"].notna().any() else math.nan
     t_hit, e_hit = time_to_target(run.metrics, target)
     reason = run.info.get("reason") or run.problem
+    env = run.info.get("environment") if isinstance(run.info.get("environment"), dict) else {}
     row = {
         **{k: run.axes.get(k) for k in AXES},
         "status": run.status,
+        "workers": env.get("world_size"),
+        "device": env.get("device") or cfg.get("device"),
         "epochs": cfg.get("epochs"),
         "epochs_done": epochs,
         "final_train_acc": _last(run, "train_acc"),
@@ -346,8 +352,12 @@ def write_summary(paths: Iterable[str | Path], csv_path: str | Path | None, md_p
     runs = load_runs(paths)
     df = summarize(runs, target)
     if csv_path is not None:
-        Path(csv_path).parent.mkdir(parents=True, exist_ok=True)
-        df.to_csv(csv_path, index=False)
+        base = Path(csv_path).parent
+        base.mkdir(parents=True, exist_ok=True)
+        out = df.copy()
+        # run directories relative to the csv, so a moved results folder still finds its runs
+        out["run_dir"] = [Path(os.path.relpath(p, base.resolve())).as_posix() for p in out["run_dir"]]
+        out.to_csv(csv_path, index=False)
     if md_path is not None:
         Path(md_path).parent.mkdir(parents=True, exist_ok=True)
         head = f"# {title}\n\n" if title else ""
