@@ -340,10 +340,6 @@ def figure2(runs: Sequence[Run], summary: pd.DataFrame, splits: Sequence[int] = 
         order = sorted(ok["n"].unique())
         sns.barplot(data=ok, x="n", y="sec_per_epoch", hue="method", hue_order=methods, order=order,
                     palette={m: _color(m) for m in methods}, errorbar="sd", ax=ax_t, capsize=0.1, err_kws={"linewidth": 1})
-        for cont, m in zip(ax_t.containers, methods):
-            labels = [f"{b.get_height():.2g}" if b.get_height() == b.get_height() and b.get_height() > 0 else ""
-                      for b in cont]
-            ax_t.bar_label(cont, labels=labels, fontsize=6, padding=1)
         if combo == PAPER_FIG2_SETUP:
             for (m, n), v in PAPER_FIG2_SEC_PER_EPOCH.items():
                 if n in order:
@@ -361,6 +357,9 @@ def figure2(runs: Sequence[Run], summary: pd.DataFrame, splits: Sequence[int] = 
     curves = _curves(runs, "train_acc")
     if len(curves):
         curves = curves[(curves["dataset"] == ds) & (curves["model"] == md)]
+        split_rows = ~curves["method"].isin(BACKPROP_METHODS) & (curves["splits"] > 1)
+        if not (split_rows & curves["splits"].isin(list(splits))).any():
+            splits = sorted(curves.loc[split_rows, "splits"].astype(int).unique())  # none asked for: all there are
         keep = (curves["method"].isin(BACKPROP_METHODS) & (curves["splits"] == 1)) | (
             ~curves["method"].isin(BACKPROP_METHODS) & curves["splits"].isin(list(splits)))
         curves = curves[keep].copy()

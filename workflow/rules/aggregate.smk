@@ -6,6 +6,7 @@ rule summary:
     """summary.csv (one row per grid point) and summary.md (mean ± std over seeds)."""
     input:
         runs=ALL_RUNS,
+        code=f"{REPO}/tssm/summary.py",  # a changed summary re-aggregates (cheap; training is not re-run)
     output:
         csv=report(
             f"{RESULTS}/summary.csv",

@@ -166,9 +166,16 @@ def train_flags(wc):
         args += _flag(key, value)
     args += ["--data-root", DATA_ROOT, "--download", "false", "--tracking-uri", TRACKING_URI,
              "--experiment", EXPERIMENT]
-    for tag, value in (("pipeline_config", NAME), ("grid", job["experiment"]), ("workers", job["workers"])):
-        args += ["--tags", f"{tag}={value}"]
     return " ".join(shlex.quote(a) for a in args)
+
+
+def run_tags(wc):
+    """Extra MLflow tags of a run, as the YAML mapping `tssm train --config` reads.
+
+    (A file rather than `--tags KEY=VALUE`, which the CLI parses as a plain string.)"""
+    job = grid_job(wc)
+    tags = {"pipeline_config": NAME, "grid": job["experiment"], "workers": str(job["workers"])}
+    return json.dumps({"tags": tags}, sort_keys=True)
 
 
 def launcher(wc):

@@ -16,6 +16,7 @@ rule figures:
     """Figure 1 and 2 analogues, accuracy vs n, time to target, speedup (PNG + PDF)."""
     input:
         summary=f"{RESULTS}/summary.csv",
+        code=f"{REPO}/tssm/figures.py",  # changed drawing code redraws the figures
     output:
         _figure("figure1_train_acc", "figure1", "Paper figures", "Figure 1: training accuracy"),
         _figure("figure2_speed", "figure2", "Paper figures", "Figure 2: time per epoch"),

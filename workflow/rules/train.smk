@@ -51,6 +51,7 @@ rule train:
     params:
         # every RunConfig setting of the point: a changed setting re-runs it (params trigger)
         flags=train_flags,
+        tags=run_tags,
         launcher=launcher,
         rank_threads=lambda wc: grid_job(wc)["rank_threads"],
         out=lambda wc, output: os.path.dirname(output.run),
@@ -67,5 +68,6 @@ rule train:
         splits=r"\d+",
         seed=r"\d+",
     shell:
-        "{PY_ENV} {params.launcher} train {params.flags} --threads {params.rank_threads}"
+        "{PY_ENV} mkdir -p {params.out:q} && printf '%s\\n' {params.tags:q} > {params.out:q}/tags.yaml &&"
+        " {params.launcher} train --config {params.out:q}/tags.yaml {params.flags} --threads {params.rank_threads}"
         " --out {params.out:q} --no-progress > {log:q} 2>&1 || [ $? -eq 3 ]"

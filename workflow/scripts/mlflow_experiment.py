@@ -27,7 +27,16 @@ def retry(fn, *args, attempts: int = 10, **kwargs):
             delay = min(2 * delay, 5.0)
 
 
-def ensure_experiment(tracking_uri: str, name: str, tags: dict[str, str]) -> dict:
+def default_artifact_location(tracking_uri: str, name: str) -> str | None:
+    """For a sqlite store, artifacts go next to the database (results/mlartifacts/<name>)
+    instead of MLflow's default ./mlruns in whatever folder the job ran in."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    db = Path(tracking_uri[len("sqlite:///"):])
+    return (db.parent / "mlartifacts" / name).resolve().as_uri()
+
+
+def ensure_experiment(tracking_uri: str, name: str, tags: dict[str, str], artifact_location: str | None = None) -> dict:
     from mlflow.tracking import MlflowClient
 
     if tracking_uri.startswith("sqlite:///"):
@@ -36,8 +45,9 @@ def ensure_experiment(tracking_uri: str, name: str, tags: dict[str, str]) -> dic
     exp = retry(client.get_experiment_by_name, name)
     created = False
     if exp is None:
+        location = artifact_location or default_artifact_location(tracking_uri, name)
         try:
-            retry(client.create_experiment, name, tags=tags or None)
+            retry(client.create_experiment, name, artifact_location=location, tags=tags or None)
             created = True
         except Exception as e:
             if "already exists" not in str(e).lower() and "RESOURCE_ALREADY_EXISTS" not in str(e):
@@ -57,10 +67,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name", required=True, help="experiment name")
     p.add_argument("--tracking-uri", required=True)
     p.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE", help="experiment tag (repeatable)")
+    p.add_argument("--artifact-location", help="artifact root of a new experiment (default: for sqlite, "
+                                                "mlartifacts/<name> next to the database)")
     p.add_argument("--out", required=True, help="marker JSON to write")
     args = p.parse_args(argv)
     tags = dict(t.split("=", 1) for t in args.tag)
-    info = ensure_experiment(args.tracking_uri, args.name, tags)
+    info = ensure_experiment(args.tracking_uri, args.name, tags, args.artifact_location)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")

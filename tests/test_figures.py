@@ -1,0 +1,197 @@
+"""Summary and figures from synthetic run directories (no training).
+
+The synthetic tree mimics what ``tssm train`` writes: ``run.json`` + ``metrics.csv`` under
+``{dataset}/{model}/{method}/n{splits}/seed{seed}/``, including a run that diverged (NaN
+loss, status "diverged"), a run whose metrics lack most columns, a run still going (no
+run.json) and a run.json that is not JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tssm import figures, summary
+from tssm.figures import FIGURES, PAPER_FINAL_TRAIN_ACC, make_figures
+from tssm.summary import load_runs, markdown_table, summarize, write_summary
+
+EPOCHS = 6
+
+
+def _curve(final: float, epochs: int = EPOCHS, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(1, epochs + 1)
+    return np.clip(final * (1 - np.exp(-t / 2.0)) + rng.normal(0, 0.005, epochs), 0, 1)
+
+
+def write_run(root: Path, dataset: str, model: str, method: str, n: int, seed: int, *, final: float = 0.9,
+              status: str = "finished", sec: float = 0.5, columns: list[str] | None = None,
+              epoch0: bool = True, world_size: int = 1) -> Path:
+    """One synthetic run directory; ``columns`` restricts metrics.csv to those columns."""
+    d = root / "runs" / dataset / model / method / f"n{n}" / f"seed{seed}"
+    d.mkdir(parents=True, exist_ok=True)
+    acc = _curve(final, seed=seed + n)
+    rows = []
+    if epoch0:
+        rows.append({"epoch": 0, "train_loss": 2.3, "train_acc": 0.1, "test_loss": 2.3, "test_acc": 0.1,
+                     "move_1": 0.0, "train_time_s": 0.0, "epoch_time_s": 0.0})
+    for e in range(1, EPOCHS + 1):
+        rows.append({"epoch": e, "train_loss": float(-np.log(max(acc[e - 1], 1e-3))), "train_acc": float(acc[e - 1]),
+                     "test_loss": 0.5, "test_acc": float(acc[e - 1]) - 0.03, "move_1": 0.01 * e,
+                     "train_time_s": sec * e, "epoch_time_s": sec})
+    if status == "diverged":
+        rows = rows[:4]
+        rows[-1]["train_loss"] = float("nan")
+    df = pd.DataFrame(rows)
+    if columns is not None:
+        df = df[columns]
+        rows = df.to_dict("records")
+    df.to_csv(d / "metrics.csv", index=False)
+    cfg = {"dataset": dataset, "model": model, "method": method, "splits": n, "seed": seed, "epochs": EPOCHS,
+           "device": "cpu"}
+    info = {"status": status, "reason": "run diverged at epoch 3: train_loss is nan" if status == "diverged" else None,
+            "config": cfg, "config_hash": "abc", "git_commit": "deadbeef",
+            "environment": {"world_size": world_size, "device": "cpu"},
+            "epochs_done": len(rows), "final": rows[-1], "wall_time_s": 3.0, "mlflow_run_id": None}
+    (d / "run.json").write_text(json.dumps(info))
+    return d
+
+
+@pytest.fixture()
+def tree(tmp_path: Path) -> Path:
+    root = tmp_path / "results" / "synthetic"
+    finals = {"sgd": 0.97, "adam": 0.99, "gsadmm": 0.95, "gsam": 0.94, "frozen": 0.6}
+    for ds in ("mnist", "digits"):
+        for seed in (0, 1):
+            for m in ("sgd", "adam"):
+                write_run(root, ds, "mlp", m, 1, seed, final=finals[m], sec=0.4)
+            for m in ("gsadmm", "gsam", "frozen"):
+                for n in (1, 2, 3):
+                    write_run(root, ds, "mlp", m, n, seed, final=finals[m] - 0.05 * (n - 1), sec=0.3 + 0.1 * n)
+    # problem runs
+    write_run(root, "mnist", "mlp", "gsadmm", 3, 2, status="diverged")
+    write_run(root, "mnist", "mlp", "gsam", 2, 2, columns=["epoch", "train_loss"])  # no accuracy, no clock
+    running = write_run(root, "digits", "mlp", "gsadmm", 2, 2)
+    (running / "run.json").unlink()  # still running: metrics but no run.json
+    broken = write_run(root, "digits", "mlp", "gsam", 3, 2)
+    (broken / "run.json").write_text("{not json")
+    return root
+
+
+def test_summary_rows_statuses_and_numbers(tree: Path):
+    df = summarize(load_runs([tree]))
+    assert len(df) == 2 * 2 * (2 + 3 * 3) + 4  # one row per run directory
+    assert list(df.columns) == list(summary.SUMMARY_COLUMNS)
+    status = df.set_index(["dataset", "method", "splits", "seed"])["status"]
+    assert status[("mnist", "gsadmm", 3, 2)] == "diverged"
+    assert status[("digits", "gsadmm", 2, 2)] == "incomplete"
+    assert status[("digits", "gsam", 3, 2)] == "unreadable"
+    assert status[("mnist", "gsam", 2, 2)] == "finished"
+    ok = df[(df["dataset"] == "mnist") & (df["method"] == "adam") & (df["seed"] == 0)].iloc[0]
+    # the epoch-0 evaluation row does not count as a training epoch
+    assert ok["epochs_done"] == EPOCHS
+    assert ok["sec_per_epoch"] == pytest.approx(0.4)
+    assert ok["move_1"] == pytest.approx(0.01 * EPOCHS)
+    assert 0.9 < ok["final_train_acc"] <= 1.0
+    assert ok["time_to_target_s"] == pytest.approx(0.4 * ok["epoch_to_target"])
+    missing = df[(df["dataset"] == "mnist") & (df["method"] == "gsam") & (df["splits"] == 2) & (df["seed"] == 2)]
+    assert math.isnan(missing["final_train_acc"].iloc[0]) and math.isnan(missing["sec_per_epoch"].iloc[0])
+    diverged = df[df["status"] == "diverged"].iloc[0]
+    assert "diverged" in diverged["reason"]
+
+
+def test_axes_come_from_the_path_when_run_json_is_missing(tree: Path):
+    df = summarize(load_runs([tree]))
+    row = df[df["status"] == "incomplete"].iloc[0]
+    assert (row["dataset"], row["model"], row["method"], row["splits"], row["seed"]) == ("digits", "mlp", "gsadmm", 2, 2)
+
+
+def test_markdown_table_means_over_finished_seeds_and_names_diverged(tree: Path):
+    df = summarize(load_runs([tree]))
+    md = markdown_table(df)
+    lines = [l for l in md.splitlines() if l.startswith("| mnist | mlp | gsadmm | 3 |")]
+    assert len(lines) == 1 and "2/3 finished" in lines[0] and "1 diverged" in lines[0] and "±" in lines[0]
+    assert "Runs not in the averages" in md and "diverged at epoch 3" in md
+    # one table row per dataset/model/method/n
+    assert sum(l.startswith("| mnist |") for l in md.splitlines()) == 2 + 3 * 3
+
+
+def test_write_summary_cli(tree: Path, capsys):
+    assert summary.main([str(tree)]) == 0
+    assert (tree / "summary.csv").exists() and (tree / "summary.md").exists()
+    assert len(pd.read_csv(tree / "summary.csv")) == 48
+    assert summary.main([str(tree / "nope")]) == 2
+
+
+def test_all_figures_are_written_without_crashing(tree: Path):
+    runs = load_runs([tree])
+    written = make_figures(runs, tree / "figures", target=0.8)
+    names = {p.name for p in written}
+    assert names == {f"{stem}.{ext}" for stem in FIGURES for ext in ("png", "pdf")}
+    for p in written:
+        assert p.stat().st_size > 1000
+
+
+def test_figures_cli_reads_summary(tree: Path):
+    write_summary([tree], tree / "summary.csv", tree / "summary.md")
+    assert figures.main([str(tree), "--formats", "png"]) == 0
+    assert sorted(p.name for p in (tree / "figures").iterdir()) == sorted(f"{s}.png" for s in FIGURES)
+
+
+def test_diverged_and_incomplete_runs_stay_out_of_the_curves(tree: Path):
+    runs = load_runs([tree])
+    curves = figures._curves(runs, "train_acc")
+    assert not ((curves["method"] == "gsadmm") & (curves["splits"] == 3) & (curves["seed"] == 2)).any()
+    assert not ((curves["dataset"] == "digits") & (curves["method"] == "gsadmm") & (curves["seed"] == 2)).any()
+    note = figures._excluded_note(summarize(runs))
+    assert "gsadmm n=3 seed 2: diverged" in note and "incomplete" in note
+
+
+def test_only_diverged_or_empty_inputs_give_placeholder_figures(tmp_path: Path):
+    root = tmp_path / "r"
+    write_run(root, "mnist", "mlp", "gsadmm", 2, 0, status="diverged")
+    written = make_figures(load_runs([root]), tmp_path / "figs", formats=("png",))
+    assert len(written) == len(FIGURES)
+    empty = make_figures([], tmp_path / "empty", formats=("png",))
+    assert len(empty) == len(FIGURES)
+
+
+def test_summary_without_optional_columns(tree: Path, tmp_path: Path):
+    """An old or hand-made summary.csv with only the axes and status still draws."""
+    df = summarize(load_runs([tree]))[["dataset", "model", "method", "splits", "seed", "status"]]
+    written = figures.acc_vs_splits(df, tmp_path / "a", formats=("png",))
+    written += figures.speedup(df, path_stem=tmp_path / "s", formats=("png",))
+    written += figures.time_to_target_figure(df, path_stem=tmp_path / "t", formats=("png",))
+    assert len(written) == 3
+
+
+def test_paper_table_is_the_papers():
+    assert PAPER_FINAL_TRAIN_ACC["mnist"] == {"sgd": 1.000, "adam": 0.999, "dladmm": 0.774, "gsadmm": 0.994}
+    assert PAPER_FINAL_TRAIN_ACC["cifar100"]["adam"] == 0.972
+    assert set(PAPER_FINAL_TRAIN_ACC) == {"mnist", "fashion_mnist", "kmnist", "cifar10", "cifar100"}
+    assert figures.PAPER_FIG2_SEC_PER_EPOCH[("gsadmm", 4)] == 22.0
+
+
+def test_figure1_keeps_the_papers_model_per_dataset():
+    s = pd.DataFrame({"dataset": ["cifar10", "cifar10", "digits"], "model": ["cnn", "resnet", "mlp"]})
+    assert figures._figure1_combos(s) == [("cifar10", "cnn"), ("digits", "mlp")]
+    s = pd.DataFrame({"dataset": ["cifar10"], "model": ["resnet"]})
+    assert figures._figure1_combos(s) == [("cifar10", "resnet")]
+
+
+def test_summary_run_dirs_are_relative_so_a_moved_tree_still_draws(tree: Path, tmp_path: Path):
+    import shutil
+
+    write_summary([tree], tree / "summary.csv", None)
+    moved = tmp_path / "elsewhere"
+    shutil.move(str(tree), moved)
+    listed = pd.read_csv(moved / "summary.csv")
+    assert not any(Path(p).is_absolute() for p in listed["run_dir"])
+    run = summary.load_run(moved / listed["run_dir"].iloc[0])
+    assert run.status == "finished" and run.metrics is not None
+    assert figures.main([str(moved), "--formats", "png"]) == 0

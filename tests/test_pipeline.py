@@ -1,0 +1,254 @@
+"""The Snakemake pipeline: dry runs of every config, config validation, and one tiny run.
+
+Every Snakemake call runs in a temporary working directory (``--directory``) against the
+repository's Snakefile, so tests never touch results/ or .snakemake/ of the checkout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+SNAKEFILE = ROOT / "Snakefile"
+CONFIGS = ROOT / "config"
+BIN = Path(sys.executable).parent
+SNAKEMAKE = [str(BIN / "snakemake")] if (BIN / "snakemake").exists() else [sys.executable, "-m", "snakemake"]
+SPLIT_METHODS = {"gsadmm", "gsam", "frozen"}
+
+
+def snakemake(workdir: Path, *args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    cmd = [*SNAKEMAKE, "--snakefile", str(SNAKEFILE), "--directory", str(workdir), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=workdir)
+
+
+def job_counts(out: str) -> dict[str, int]:
+    """The 'Job stats' table of a (dry) run as {rule: count}."""
+    counts = {}
+    block = out.split("Job stats:", 1)[-1] if "Job stats:" in out else ""
+    for line in block.splitlines():
+        m = re.match(r"^(\w+)\s+(\d+)\s*$", line.strip())
+        if m and m.group(1) != "total":
+            counts[m.group(1)] = int(m.group(2))
+    return counts
+
+
+def expected_grid(cfg: dict) -> set[tuple]:
+    """Grid points of a config, computed independently of the Snakefile."""
+    points = set()
+    for exp in cfg["experiments"]:
+        for ds in exp["datasets"]:
+            for m in exp["methods"]:
+                for n in (exp["splits"] if m in SPLIT_METHODS else [1]):
+                    for s in exp["seeds"]:
+                        points.add((ds, exp["model"], m, n, s))
+    return points
+
+
+def write_config(path: Path, cfg: dict) -> Path:
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+# --------------------------------------------------------------------------- dry runs
+@pytest.mark.parametrize("name, expected", [("config", 51), ("fashion", 14), ("paper", 288)])
+def test_dry_run_lists_the_full_grid(tmp_path: Path, name: str, expected: int):
+    cfg_file = CONFIGS / f"{name}.yaml"
+    cfg = yaml.safe_load(cfg_file.read_text())
+    assert len(expected_grid(cfg)) == expected
+    r = snakemake(tmp_path, "-n", "--configfile", str(cfg_file))
+    assert r.returncode == 0, r.stdout + r.stderr
+    counts = job_counts(r.stdout + r.stderr)
+    assert counts["train"] == expected
+    assert counts["mlflow_experiment"] == 1 and counts["summary"] == 1 and counts["figures"] == 1
+    assert counts["prepare_data"] == len({p[0] for p in expected_grid(cfg)})
+    # results of different configs never collide
+    assert f"results/{cfg['name']}/runs/" in r.stdout + r.stderr
+
+
+def test_default_config_is_used_without_configfile(tmp_path: Path):
+    r = snakemake(tmp_path, "-n")
+    assert r.returncode == 0, r.stderr
+    assert job_counts(r.stdout + r.stderr)["train"] == 51
+    assert "results/default/runs/digits/mlp/gsadmm/n10/seed2/run.json" in r.stdout
+
+
+def test_backprop_only_at_n1_and_split_methods_at_every_level(tmp_path: Path):
+    r = snakemake(tmp_path, "-n", "--configfile", str(CONFIGS / "fashion.yaml"))
+    out = r.stdout
+    assert "fashion_mnist/mlp/sgd/n1/seed0/run.json" in out and "fashion_mnist/mlp/adam/n1/seed0/run.json" in out
+    assert "/sgd/n2/" not in out and "/adam/n10/" not in out
+    for m in ("gsadmm", "gsam", "frozen"):
+        for n in (1, 2, 5, 10):
+            assert f"fashion_mnist/mlp/{m}/n{n}/seed0/run.json" in out
+
+
+def test_paper_config_uses_gpus_and_torchrun_for_workers(tmp_path: Path):
+    target = "results/paper/runs/cifar10/resnet/gsadmm/n3/seed0/run.json"
+    r = snakemake(tmp_path, target, "-n", "-p", "--configfile", str(CONFIGS / "paper.yaml"))
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert "torch.distributed.run --standalone --nproc-per-node 3 -m tssm train" in out
+    assert "--device cuda" in out and "--epochs 500" in out
+    assert re.search(r"resources:.*gpu=3", out)
+    assert "prepare_data" in out  # the data rule runs before the fan-out
+    single = "results/paper/runs/mnist/mlp/adam/n1/seed0/run.json"
+    r = snakemake(tmp_path, single, "-n", "-p", "--configfile", str(CONFIGS / "paper.yaml"))
+    assert "torch.distributed.run" not in r.stdout and "-m tssm train" in r.stdout
+    assert re.search(r"resources:.*gpu=1", r.stdout)
+
+
+# --------------------------------------------------------------------------- validation
+def _tiny_config(**changes) -> dict:
+    cfg = {
+        "name": "t",
+        "experiments": [{"datasets": ["digits"], "model": "mlp", "methods": ["gsadmm"], "splits": [2],
+                         "seeds": [0], "epochs": 1}],
+    }
+    cfg.update(changes)
+    return cfg
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda c: c.update(experimentz="x"), "'experimentz' was unexpected"),
+    (lambda c: c["experiments"][0].update(seeeds=[1]), "'seeeds' was unexpected"),
+    (lambda c: c["experiments"][0].update(epochs="thirty"), "'thirty' is not of type 'integer'"),
+    (lambda c: c["experiments"][0].update(methods=["gsadm"]), "'gsadm' is not one of"),
+    (lambda c: c["experiments"][0].update(splits=[0]), "0 is less than the minimum of 1"),
+    (lambda c: c.update(run={"widht": 64}), "'widht' was unexpected"),
+    (lambda c: c["experiments"][0].update(run={"lr": "fast"}), "'fast' is not of type"),
+    (lambda c: c.pop("name"), "'name' is a required property"),
+])
+def test_malformed_config_fails_with_a_clear_message(tmp_path: Path, mutate, message):
+    cfg = _tiny_config()
+    mutate(cfg)
+    r = snakemake(tmp_path, "-n", "--configfile", str(write_config(tmp_path / "bad.yaml", cfg)))
+    assert r.returncode != 0
+    err = r.stdout + r.stderr
+    assert "Error validating config file" in err, err
+    assert message in err, err
+
+
+def test_semantic_config_errors(tmp_path: Path):
+    # a split level the model cannot have
+    cfg = _tiny_config()
+    cfg["experiments"][0]["splits"] = [11]
+    r = snakemake(tmp_path, "-n", "--configfile", str(write_config(tmp_path / "a.yaml", cfg)))
+    assert r.returncode != 0 and "exceeds the 10 blocks" in r.stdout + r.stderr
+    # the same grid point twice with different settings
+    cfg = _tiny_config()
+    cfg["experiments"].append({**cfg["experiments"][0], "epochs": 2})
+    r = snakemake(tmp_path, "-n", "--configfile", str(write_config(tmp_path / "b.yaml", cfg)))
+    assert r.returncode != 0 and "defined twice with different settings" in r.stdout + r.stderr
+
+
+def test_schema_run_settings_match_runconfig():
+    """`run:` accepts exactly the RunConfig fields the pipeline does not set itself; a new
+    RunConfig field fails here until config/schema.yaml learns it."""
+    from tssm.config import RunConfig
+
+    schema = yaml.safe_load((CONFIGS / "schema.yaml").read_text())
+    run_props = set(schema["$defs"]["run"]["properties"])
+    pipeline = {"dataset", "model", "method", "splits", "seed", "epochs", "out", "data_root", "download",
+                "tracking_uri", "experiment", "tags"}
+    assert run_props == {f.name for f in fields(RunConfig)} - pipeline
+
+
+def test_profiles_and_env_files():
+    local = yaml.safe_load((ROOT / "profiles/default/config.yaml").read_text())
+    assert local["cores"] == 2
+    slurm = yaml.safe_load((ROOT / "profiles/slurm/config.yaml").read_text())
+    assert slurm["executor"] == "slurm"
+    assert slurm["default-resources"]["slurm_account"] == "<ACCOUNT>"
+    assert "slurm_partition" in slurm["default-resources"]
+    env = yaml.safe_load((ROOT / "envs/tssm.yaml").read_text())
+    assert "python=3.11" in env["dependencies"]
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert "torch==2.14.1" in pip and "torchvision==0.29.1" in pip
+
+
+# --------------------------------------------------------------------------- end to end
+E2E = {
+    "name": "e2e",
+    "experiment": "e2e-test",
+    "run": {"width": 32, "depth": 4, "n_train": 300, "n_test": 100, "threads": 1, "checkpoint": False},
+    "experiments": [
+        {"name": "main", "datasets": ["digits"], "model": "mlp", "methods": ["gsadmm", "adam"], "splits": [2, 3],
+         "seeds": [0], "epochs": 2},
+        # an SGD step of 1e6 diverges in its first epoch: the pipeline must go on and report it
+        {"name": "diverging", "datasets": ["digits"], "model": "mlp", "methods": ["sgd"], "splits": [1],
+         "seeds": [0], "epochs": 2, "run": {"lr": 1.0e6}},
+    ],
+    "figures": {"figure2_splits": [2, 3]},
+}
+
+
+def test_end_to_end_tiny_pipeline(tmp_path: Path):
+    cfg_file = write_config(tmp_path / "e2e.yaml", E2E)
+    # no venv on PATH: the rules must find their interpreter themselves
+    env = {**os.environ, "PATH": "/usr/bin:/bin"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    r = snakemake(tmp_path, "--cores", "2", "--configfile", str(cfg_file), env=env)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
+
+    res = tmp_path / "results" / "e2e"
+    points = expected_grid(E2E)
+    assert len(points) == 4
+    summary = pd.read_csv(res / "summary.csv")
+    assert len(summary) == len(points)
+    assert {tuple(x) for x in summary[["dataset", "model", "method", "splits", "seed"]].itertuples(index=False)} == points
+    status = dict(zip(summary["method"] + summary["splits"].astype(str), summary["status"]))
+    assert status == {"gsadmm2": "finished", "gsadmm3": "finished", "adam1": "finished", "sgd1": "diverged"}
+    assert "diverged" in (res / "summary.md").read_text()
+    for stem in ("figure1_train_acc", "figure2_speed", "acc_vs_splits", "time_to_target", "speedup"):
+        for ext in ("png", "pdf"):
+            assert (res / "figures" / f"{stem}.{ext}").stat().st_size > 1000
+    assert (tmp_path / "logs" / "e2e" / "train" / "digits" / "mlp" / "adam" / "n1" / "seed0.log").exists()
+
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'results' / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["e2e-test"])
+    assert len(runs) == len(points)
+    got = {(r["tags.dataset"], r["tags.model"], r["tags.method"], int(r["tags.splits"]), int(r["tags.seed"]))
+           for _, r in runs.iterrows()}
+    assert got == points
+    assert set(runs["tags.pipeline_config"]) == {"e2e"}
+    marker = json.loads((res / "mlflow_experiment.json").read_text())
+    assert marker["experiment"] == "e2e-test"
+
+    # the Snakemake report collects the figures with their captions
+    r = snakemake(tmp_path, "--configfile", str(cfg_file), "--report", "results/e2e/report.html", env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (res / "report.html").stat().st_size > 10_000
+
+    # nothing changed: nothing to do
+    r = snakemake(tmp_path, "-n", "--configfile", str(cfg_file), env=env)
+    assert r.returncode == 0 and "Nothing to be done" in r.stdout + r.stderr, r.stdout + r.stderr
+    # a new seed: only its runs (plus the summary and figures that read them)
+    more = json.loads(json.dumps(E2E))
+    more["experiments"][0]["seeds"] = [0, 1]
+    r = snakemake(tmp_path, "-n", "--configfile", str(write_config(tmp_path / "more.yaml", more)), env=env)
+    counts = job_counts(r.stdout + r.stderr)
+    assert counts.get("train") == 3 and "mlflow_experiment" not in counts and "prepare_data" not in counts
+    # a new split level: only the split methods' new runs
+    more = json.loads(json.dumps(E2E))
+    more["experiments"][0]["splits"] = [2, 3, 4]
+    r = snakemake(tmp_path, "-n", "--configfile", str(write_config(tmp_path / "lvl.yaml", more)), env=env)
+    assert job_counts(r.stdout + r.stderr).get("train") == 1
+    # a changed run setting re-runs the points it touches (params trigger)
+    changed = json.loads(json.dumps(E2E))
+    changed["experiments"][0]["epochs"] = 3
+    r = snakemake(tmp_path, "-n", "--configfile", str(write_config(tmp_path / "chg.yaml", changed)), env=env)
+    out = r.stdout + r.stderr
+    assert job_counts(out).get("train") == 3 and "params" in out.lower()
