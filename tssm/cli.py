@@ -38,9 +38,9 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
     for f in fields(RunConfig):
         flag = "--" + f.name.replace("_", "-")
         hint = hints[f.name]
-        args = typing.get_args(hint)
-        optional = type(None) in args
-        base = next((a for a in args if a is not type(None)), hint)
+        union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+        optional = union and type(None) in typing.get_args(hint)
+        base = next(a for a in typing.get_args(hint) if a is not type(None)) if union else hint
         default = f.default if f.default is not MISSING else f.default_factory()
         help_ = f"(default: {default})"
         if base is bool:
