@@ -50,7 +50,7 @@ ALL_MODES = ("backprop", "serial", "distributed", "pipeline")
 PAPER_SEC = {"sgd": 37.9, "adam": 49.9, 2: 25.8, 3: 24.0, 4: 22.0}
 CSV_COLUMNS = [
     "method", "mode", "n", "ranks", "threads_per_rank", "cores_used", "sec_per_epoch", "sec_first_epoch",
-    "epoch_times", "timing", "epochs", "dataset", "model", "batch", "n_train", "schedule", "final_train_acc",
+    "epoch_times", "timing", "epochs", "dataset", "model", "batch", "n_train", "schedule", "q_forward", "final_train_acc",
     "final_test_acc", "status", "reason", "wall_s", "load_before", "load_after", "machine", "cpu_count",
     "torch", "device", "gpu", "run_dir", "command",
 ]
@@ -149,7 +149,7 @@ def command(cfg: Config, args, run_dir: Path) -> list[str]:
         return [*torchrun, str(PIPELINE_SCRIPT), *common, "--model", args.model, "--splits", str(cfg.n),
                 "--microbatches", str(args.microbatches), "--optimizer", "adam", "--eval", "test"]
     tssm = ["-m", "tssm", "train", *common, "--model", args.model, "--method", cfg.method,
-            "--splits", str(cfg.n), "--schedule", args.schedule, "--seed", "0",
+            "--splits", str(cfg.n), "--schedule", args.schedule, "--q-forward", args.q_forward, "--seed", "0",
             "--mlflow", "false", "--checkpoint", "false", "--no-progress"]
     if cfg.mode == "distributed":
         return [*torchrun, *tssm]
@@ -157,10 +157,9 @@ def command(cfg: Config, args, run_dir: Path) -> list[str]:
 
 
 def skip_reason(cfg: Config, args, ngpu: int) -> str | None:
-    if args.device.startswith("cuda") and cfg.mode == "distributed" and cfg.ranks > ngpu and not args.allow_shared_gpu:
-        return (f"{cfg.ranks} ranks on {ngpu} GPU(s): tssm's distributed executor uses NCCL with cuda:LOCAL_RANK, "
-                f"and NCCL refuses two ranks on one GPU ('Duplicate GPU detected'); --allow-shared-gpu tries anyway")
-    return None
+    if args.device.startswith("cuda") and cfg.mode == "pipeline" and cfg.ranks > ngpu and not args.allow_shared_gpu:
+        return f"{cfg.ranks} pipeline ranks on {ngpu} GPU(s); --allow-shared-gpu tries anyway"
+    return None  # tssm shares a GPU between ranks through gloo (tssm.parallel.init_distributed)
 
 
 # ------------------------------------------------------------------------------ run
@@ -187,6 +186,7 @@ def run_one(cfg: Config, args, env_info: dict, out: Path) -> dict:
         "ranks": cfg.ranks, "threads_per_rank": cfg.threads_per_rank, "cores_used": cfg.ranks * cfg.threads_per_rank,
         "epochs": args.epochs, "dataset": args.dataset, "model": args.model, "batch": args.batch,
         "n_train": args.n_train or "", "schedule": args.schedule if cfg.mode in ("serial", "distributed") else "",
+        "q_forward": args.q_forward if cfg.mode in ("serial", "distributed") else "",
         **env_info, "run_dir": str(run_dir), "command": " ".join(cmd),
     }
     reason = skip_reason(cfg, args, env_info["_ngpu"])
@@ -402,6 +402,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-test", type=int, default=None)
     p.add_argument("--batch", type=int, default=120)
     p.add_argument("--schedule", default="batch", choices=("batch", "epoch"), help="TSSM p/q/u schedule")
+    p.add_argument("--q-forward", default="fresh", choices=("fresh", "reuse"),
+                   help="TSSM q-step input: a fresh forward pass (paper) or the W-step's output")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--splits", type=int, nargs="+", default=[2, 3, 4], help="subnetwork counts n")
     p.add_argument("--max-ranks", type=int, default=None,

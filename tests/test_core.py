@@ -179,7 +179,7 @@ def test_diagnostics_zero_where_they_must_be(digits_cfg, tmp_path):
 
 
 def test_epoch_schedule_and_exact_p_grad_run(digits_cfg, tmp_path):
-    for kw in (dict(schedule="epoch", safeguard=0.1), dict(p_grad="exact"), dict(scaling="sample")):
+    for kw in (dict(schedule="epoch", safeguard=0.1), dict(p_grad="exact"), dict(scaling="sample"), dict(q_forward="reuse")):
         for method in ("gsadmm", "gsam"):
             info = train(digits_cfg(method=method, splits=3, epochs=2, **kw), progress=False)
             assert info["status"] == "finished", (method, kw)

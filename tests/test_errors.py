@@ -79,3 +79,14 @@ def test_cli_subprocess_no_traceback(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 2
     assert "Traceback" not in r.stderr and "out of range" in r.stderr
+
+
+def test_config_file_with_flag_override_and_tags(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("dataset: digits\nwidth: 32\ndepth: 4\nepochs: 3\nmlflow: false\ncheckpoint: false\n")
+    out = tmp_path / "r"
+    assert main(["train", "--config", str(cfg), "--epochs", "1", "--tags", "a=b", "--no-progress", "--out", str(out)]) == 0
+    import json
+
+    info = json.loads((out / "run.json").read_text())
+    assert info["config"]["epochs"] == 1 and info["config"]["width"] == 32 and info["config"]["tags"] == {"a": "b"}

@@ -21,6 +21,7 @@ TSSM_METHODS = ("gsadmm", "gsam")
 BACKPROP_METHODS = ("sgd", "adam")
 SCHEDULES = ("batch", "epoch")
 P_GRADS = ("fused", "exact")
+Q_FORWARDS = ("fresh", "reuse")
 SCALINGS = ("paper", "sample")
 OPTIMIZERS = ("sgd", "adam")
 DEFAULT_LR = {"sgd": 0.01, "adam": 0.001}
@@ -58,6 +59,7 @@ class RunConfig:
     tau2: float = 100.0
     schedule: str = "batch"  # "batch": p,q,u on minibatch rows every step; "epoch": full data once per epoch
     p_grad: str = "fused"  # "fused": data gradient of p from the W-step's backward; "exact": recomputed after it
+    q_forward: str = "fresh"  # "fresh": f_l at the new W, p (paper); "reuse": the W-step's forward (batch schedule)
     scaling: str = "paper"  # "paper": objective averaged over M; "sample": summed (loss gradient not shrunk by 1/M)
     safeguard: float | None = None  # epoch schedule: restore weights if train loss rose by more than this
     # executor
@@ -147,6 +149,7 @@ class RunConfig:
         choice("method", METHODS)
         choice("schedule", SCHEDULES)
         choice("p_grad", P_GRADS)
+        choice("q_forward", Q_FORWARDS)
         choice("scaling", SCALINGS)
         choice("optimizer", OPTIMIZERS)
         choice("init", INITS)

@@ -49,6 +49,7 @@ class Stage:
     q: torch.Tensor | None = None
     u: torch.Tensor | None = None
     init_params: list[torch.Tensor] = field(default_factory=list)
+    last_output: torch.Tensor | None = None  # output of the last W-step's forward (``q_forward: reuse``)
 
     @property
     def first(self) -> bool:
@@ -139,7 +140,9 @@ class Solver:
         from the same backward pass (it costs one extra matrix product, not a pass).
         """
         x = inputs.detach().requires_grad_(input_grad)
-        loss = self.stage_loss(stage, stage.net(x), target)
+        out = stage.net(x)
+        stage.last_output = out.detach()
+        loss = self.stage_loss(stage, out, target)
         stage.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         stage.optimizer.step()
@@ -147,6 +150,20 @@ class Solver:
             raise DivergenceError(f"the W-step loss of subnetwork {stage.index + 1} is {loss.item()}")
         grad = x.grad * (len(x) * self.c) if input_grad else None
         return loss.detach(), grad
+
+    @torch.no_grad()
+    def output_after_step(self, stage: Stage, rows: torch.Tensor) -> torch.Tensor:
+        """``f_l(W_l, p_l)`` on ``rows`` for the q-step (gsADMM) or the sweep (gsAM).
+
+        ``q_forward: fresh`` runs the forward pass at the new weights and inputs, as the paper
+        says; ``reuse`` (batch schedule) takes the W-step's own forward output, made at the old
+        ones: one forward pass fewer per step, a Jacobi-style approximation like ``p_grad: fused``.
+        """
+        out = stage.last_output
+        stage.last_output = None
+        if self.cfg.q_forward == "reuse" and self.cfg.schedule == "batch" and out is not None:
+            return out
+        return stage.net(self.inputs(stage, rows))
 
     def data_grad(self, stage: Stage, inputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """The p-step's data term at the current weights (``p_grad: exact``)."""

@@ -85,8 +85,7 @@ class GsADMM(Solver):
         """Eq. 5 then Eq. 6, on rows ``s``, with the new ``p_{l+1}[s]`` from stage l+1."""
         if stage.last:
             return
-        with torch.no_grad():
-            f = stage.net(self.inputs(stage, rows))  # overlaps with the neighbour's message
+        f = self.output_after_step(stage, rows)  # overlaps with the neighbour's message
         p_next = box.recv(stage.index + 1, stage.index, (len(rows), *stage.out_shape))
         q_new = self.q_closed_form(f, p_next, stage.u[rows])
         stage.u[rows] += self.cfg.rho * (p_next - q_new)

@@ -75,5 +75,4 @@ class GsAM(Solver):
             coupling = self.c * self.cfg.alpha * (p - f_prev)  # gradient of Omega(W_{l-1}, p_{l-1}, p_l) in p_l
             stage.p[rows] = p - (coupling + grad) / self.cfg.tau2
         if not stage.last:
-            with torch.no_grad():
-                box.send(stage.index, stage.index + 1, stage.net(self.inputs(stage, rows)))
+            box.send(stage.index, stage.index + 1, self.output_after_step(stage, rows))
