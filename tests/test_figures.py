@@ -31,9 +31,16 @@ def _curve(final: float, epochs: int = EPOCHS, seed: int = 0) -> np.ndarray:
 
 def write_run(root: Path, dataset: str, model: str, method: str, n: int, seed: int, *, final: float = 0.9,
               status: str = "finished", sec: float = 0.5, columns: list[str] | None = None,
-              epoch0: bool = True, world_size: int = 1) -> Path:
-    """One synthetic run directory; ``columns`` restricts metrics.csv to those columns."""
+              epoch0: bool = True, world_size: int = 1, variant: dict | None = None) -> Path:
+    """One synthetic run directory; ``columns`` restricts metrics.csv to those columns;
+    ``variant`` ({field: value}) makes it one setting of a sweep, in its variant folder and
+    tagged as the pipeline tags it."""
     d = root / "runs" / dataset / model / method / f"n{n}" / f"seed{seed}"
+    tags = {}
+    if variant:
+        name = "-".join(f"{k}_{v}" for k, v in sorted(variant.items()))
+        d = d / name
+        tags = {"variant": name, **{f"variant.{k}": str(v) for k, v in variant.items()}}
     d.mkdir(parents=True, exist_ok=True)
     acc = _curve(final, seed=seed + n)
     rows = []
@@ -53,7 +60,7 @@ def write_run(root: Path, dataset: str, model: str, method: str, n: int, seed: i
         rows = df.to_dict("records")
     df.to_csv(d / "metrics.csv", index=False)
     cfg = {"dataset": dataset, "model": model, "method": method, "splits": n, "seed": seed, "epochs": EPOCHS,
-           "device": "cpu"}
+           "device": "cpu", "rho": 1.0, "init": "kaiming", **(variant or {}), "tags": tags}
     info = {"status": status, "reason": "run diverged at epoch 3: train_loss is nan" if status == "diverged" else None,
             "config": cfg, "config_hash": "abc", "git_commit": "deadbeef",
             "environment": {"world_size": world_size, "device": "cpu"},
@@ -195,3 +202,103 @@ def test_summary_run_dirs_are_relative_so_a_moved_tree_still_draws(tree: Path, t
     run = summary.load_run(moved / listed["run_dir"].iloc[0])
     assert run.status == "finished" and run.metrics is not None
     assert figures.main([str(moved), "--formats", "png"]) == 0
+
+
+# --------------------------------------------------------------------------- sweeps (variants)
+SWEEP_FINALS = {"kaiming": 0.85, "demo": 0.75}  # the controls' finals depend on init
+
+
+@pytest.fixture()
+def sweep_tree(tmp_path: Path) -> Path:
+    """gsadmm/gsam at n = 2, 5 over rho x init; frozen (n = 2, 5) and adam (n = 1) per init."""
+    root = tmp_path / "results" / "sweep"
+    for init, base in SWEEP_FINALS.items():
+        for n in (2, 5):
+            write_run(root, "fashion_mnist", "mlp", "frozen", n, 0, final=base - 0.2, variant={"init": init})
+            for m in ("gsadmm", "gsam"):
+                for rho in (1, 10):
+                    write_run(root, "fashion_mnist", "mlp", m, n, 0, final=base + 0.01 * rho / n,
+                              variant={"init": init, "rho": rho})
+        write_run(root, "fashion_mnist", "mlp", "adam", 1, 0, final=base + 0.1, variant={"init": init})
+    write_run(root, "fashion_mnist", "mlp", "gsam", 5, 0, status="diverged", variant={"init": "demo", "rho": 100})
+    running = write_run(root, "fashion_mnist", "mlp", "gsadmm", 2, 0, variant={"init": "demo", "rho": 100})
+    (running / "run.json").unlink()
+    return root
+
+
+def test_sweep_summary_has_a_variant_and_a_column_per_swept_field(sweep_tree: Path):
+    df = summarize(load_runs([sweep_tree]))
+    assert len(df) == 2 * (2 + 2 * 2 * 2 + 1) + 2
+    cols = list(df.columns)
+    assert cols[cols.index("variant") + 1:cols.index("variant") + 3] == ["init", "rho"]
+    assert summary.has_variants(df) and summary.sweep_fields(df) == ["init", "rho"]
+    row = df[(df["method"] == "gsadmm") & (df["splits"] == 5) & (df["variant"] == "init_demo-rho_10")].iloc[0]
+    assert (row["init"], row["rho"], row["status"]) == ("demo", 10, "finished")
+    assert row["run_dir"].endswith("gsadmm/n5/seed0/init_demo-rho_10")
+    # no run.json yet: the variant still comes from the path
+    running = df[df["status"] == "incomplete"].iloc[0]
+    assert (running["method"], running["splits"], running["variant"]) == ("gsadmm", 2, "init_demo-rho_100")
+    # the controls carry their own variant (init) and their config's value of every swept field
+    frozen = df[(df["method"] == "frozen") & (df["variant"] == "init_kaiming")]
+    assert len(frozen) == 2 and set(frozen["rho"]) == {1.0}
+
+
+def test_summary_without_variants_keeps_its_columns(tree: Path):
+    df = summarize(load_runs([tree]))
+    assert not summary.has_variants(df) and summary.sweep_fields(df) == []
+    assert df["variant"].isna().all()
+    assert "| variant |" not in markdown_table(df) and summary.sweep_markdown(df) == ""
+
+
+def test_sweep_table_compares_with_frozen_at_the_same_n_and_init(sweep_tree: Path):
+    df = summarize(load_runs([sweep_tree]))
+    t = summary.sweep_table(df)
+    assert set(t["method"]) == {"gsadmm", "gsam"}  # the controls are columns, not rows
+    assert len(t) == 2 * 2 * 4 + 2
+    r = t[(t["method"] == "gsam") & (t["splits"] == 5) & (t["variant"] == "init_demo-rho_10")].iloc[0]
+    frozen = df[(df["method"] == "frozen") & (df["splits"] == 5) & (df["init"] == "demo")]["final_test_acc"].iloc[0]
+    adam = df[(df["method"] == "adam") & (df["init"] == "demo")]["final_test_acc"].iloc[0]
+    assert r["frozen_test_acc"] == pytest.approx(frozen) and r["ref_test_acc"] == pytest.approx(adam)
+    assert r["d_frozen_pts"] == pytest.approx(100 * (r["test_acc"] - frozen))
+    assert r["controls"] == "init=demo"
+    # best test accuracy first within each method and n; a variant with no finished run last
+    g = t[(t["method"] == "gsam") & (t["splits"] == 5)]
+    assert list(g["test_acc"].dropna()) == sorted(g["test_acc"].dropna(), reverse=True)
+    assert g.iloc[-1]["variant"] == "init_demo-rho_100" and "1 diverged" in g.iloc[-1]["runs_text"]
+
+
+def test_sweep_markdown_in_summary_md(sweep_tree: Path):
+    write_summary([sweep_tree], sweep_tree / "summary.csv", sweep_tree / "summary.md")
+    md = (sweep_tree / "summary.md").read_text()
+    assert "| dataset | model | method | n | variant | runs |" in md
+    assert "| fashion_mnist | mlp | gsadmm | 5 | init_demo-rho_10 | 1/1 finished |" in md
+    assert "## Sweep: final accuracy per variant" in md and "each with the same init" in md
+    line = next(l for l in md.split("## Sweep")[1].splitlines() if "| gsadmm | 5 | init_demo-rho_10 |" in l)
+    assert "+" in line.split("|")[10]  # Δ test vs frozen in points, signed
+    assert "fashion_mnist/mlp/gsam/n5/seed0/init_demo-rho_100: **diverged**" in md
+    # the CSV keeps the swept columns and the variant for the figures to read back
+    listed = pd.read_csv(sweep_tree / "summary.csv")
+    assert {"variant", "init", "rho"} <= set(listed.columns)
+
+
+def test_sweep_figure_only_with_variants(sweep_tree: Path, tree: Path):
+    write_summary([sweep_tree], sweep_tree / "summary.csv", None)
+    assert figures.main([str(sweep_tree), "--formats", "png"]) == 0
+    names = sorted(p.name for p in (sweep_tree / "figures").iterdir())
+    assert names == sorted(f"{s}.png" for s in (*FIGURES, figures.SWEEP_FIGURE))
+    assert (sweep_tree / "figures" / "sweep.png").stat().st_size > 10_000
+    written = make_figures(load_runs([tree]), tree / "figures", formats=("png",))
+    assert figures.SWEEP_FIGURE not in {p.stem for p in written}
+    # a summary with variants but nothing finished still draws (placeholders, notes)
+    df = summarize(load_runs([sweep_tree]))
+    assert len(figures.sweep(df[df["status"] != "finished"], path_stem=tree / "s", formats=("png",))) == 1
+
+
+@pytest.mark.parametrize("command", ["summary", "figures"])
+def test_tssm_summary_and_figures_subcommands(command: str):
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "tssm", command, "--help"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(f"usage: tssm {command}")

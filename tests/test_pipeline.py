@@ -6,6 +6,7 @@ repository's Snakefile, so tests never touch results/ or .snakemake/ of the chec
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -44,14 +45,17 @@ def job_counts(out: str) -> dict[str, int]:
 
 
 def expected_grid(cfg: dict) -> set[tuple]:
-    """Grid points of a config, computed independently of the Snakefile."""
+    """Grid points of a config, computed independently of the Snakefile: (dataset, model,
+    method, n, seed), plus the variant's settings for an experiment with a `grid:`."""
     points = set()
     for exp in cfg["experiments"]:
+        grid = exp.get("grid") or {}
+        variants = [tuple(zip(grid, values)) for values in itertools.product(*grid.values())] if grid else [()]
         for ds in exp["datasets"]:
             for m in exp["methods"]:
                 for n in (exp["splits"] if m in SPLIT_METHODS else [1]):
                     for s in exp["seeds"]:
-                        points.add((ds, exp["model"], m, n, s))
+                        points.update((ds, exp["model"], m, n, s) + ((v,) if grid else ()) for v in variants)
     return points
 
 
@@ -61,7 +65,7 @@ def write_config(path: Path, cfg: dict) -> Path:
 
 
 # --------------------------------------------------------------------------- dry runs
-@pytest.mark.parametrize("name, expected", [("config", 51), ("fashion", 11), ("paper", 288)])
+@pytest.mark.parametrize("name, expected", [("config", 51), ("fashion", 11), ("paper", 288), ("sweep", 70)])
 def test_dry_run_lists_the_full_grid(tmp_path: Path, name: str, expected: int):
     cfg_file = CONFIGS / f"{name}.yaml"
     cfg = yaml.safe_load(cfg_file.read_text())
@@ -74,6 +78,8 @@ def test_dry_run_lists_the_full_grid(tmp_path: Path, name: str, expected: int):
     assert counts["prepare_data"] == len({p[0] for p in expected_grid(cfg)})
     # results of different configs never collide
     assert f"results/{cfg['name']}/runs/" in r.stdout + r.stderr
+    # the sweep figure only for a config with variants
+    assert ("figures/sweep.png" in r.stdout) == (name == "sweep")
 
 
 def test_default_config_is_used_without_configfile(tmp_path: Path):
@@ -107,6 +113,60 @@ def test_paper_config_uses_gpus_and_torchrun_for_workers(tmp_path: Path):
     r = snakemake(tmp_path, single, "-n", "-p", "--configfile", str(CONFIGS / "paper.yaml"))
     assert "torch.distributed.run" not in r.stdout and "-m tssm train" in r.stdout
     assert re.search(r"resources:.*gpu=1", r.stdout)
+
+
+def test_sweep_variants_get_their_folder_settings_and_tags(tmp_path: Path):
+    """config/sweep.yaml: gsadmm/gsam at n = 2, 5 x 16 variants; frozen (n = 2, 5) and adam per init."""
+    out = snakemake(tmp_path, "-n", "--configfile", str(CONFIGS / "sweep.yaml")).stdout
+    runs = set(re.findall(r"results/sweep/runs/(\S+?)/run\.json", out))
+    assert len(runs) == 70
+    assert "fashion_mnist/mlp/gsadmm/n5/seed0/init_kaiming-rho1-scaling_paper-tau2_100" in runs
+    assert {r for r in runs if "/frozen/" in r or "/adam/" in r} == {
+        f"fashion_mnist/mlp/{m}/n{n}/seed0/init_{i}" for m, n in (("frozen", 2), ("frozen", 5), ("adam", 1))
+        for i in ("kaiming", "demo")}
+    variant = "init_demo-rho10-scaling_sample-tau2_1"
+    target = f"results/sweep/runs/fashion_mnist/mlp/gsam/n5/seed0/{variant}/run.json"
+    r = snakemake(tmp_path, target, "-n", "-p", "--configfile", str(CONFIGS / "sweep.yaml"))
+    assert r.returncode == 0, r.stderr
+    cmd = next(line for line in r.stdout.splitlines() if "-m tssm train" in line)
+    for flag in ("--rho 10", "--tau2 1 ", "--scaling sample", "--init demo", "--epochs 10", "--width 512",
+                 f"--out results/sweep/runs/fashion_mnist/mlp/gsam/n5/seed0/{variant} "):
+        assert flag in cmd, flag
+    tags = json.loads(re.search(r"printf '%s\\n' '(\{.*?\})' >", cmd).group(1))["tags"]
+    assert tags["variant"] == variant
+    assert {k: v for k, v in tags.items() if k.startswith("variant.")} == {
+        "variant.init": "demo", "variant.rho": "10", "variant.scaling": "sample", "variant.tau2": "1"}
+    assert f"logs/sweep/train/fashion_mnist/mlp/gsam/n5/seed0/{variant}.log" in r.stdout
+
+
+def test_variant_names_are_stable_and_mixed_configs_keep_plain_paths(tmp_path: Path):
+    cfg = _tiny_config()
+    cfg["experiments"].append({**cfg["experiments"][0], "methods": ["gsam"], "run": {"width": 16},
+                               "grid": {"tau2": [0.5, 100.0], "init": ["demo"]}})
+    r = snakemake(tmp_path, "-n", "--configfile", str(write_config(tmp_path / "mixed.yaml", cfg)))
+    assert r.returncode == 0, r.stderr
+    runs = set(re.findall(r"results/t/runs/(\S+?)/run\.json", r.stdout))
+    # keys in alphabetical order, whatever the order in `grid:`; 100.0 is written 100
+    assert runs == {"digits/mlp/gsadmm/n2/seed0", "digits/mlp/gsam/n2/seed0/init_demo-tau2_0.5",
+                    "digits/mlp/gsam/n2/seed0/init_demo-tau2_100"}
+    assert "figures/sweep.png" in r.stdout
+
+
+@pytest.mark.parametrize("grid, run, message", [
+    ({"scaling": ["papr"]}, {}, "'papr' is not one of"),
+    ({"rho": [0]}, {}, "0 is less than or equal to the minimum of 0"),
+    ({"rho": [1, 1]}, {}, "has non-unique elements"),
+    ({"rho": []}, {}, "should be non-empty"),
+    ({"rhoo": [1]}, {}, "unknown run setting `rhoo` (did you mean `rho`?)"),
+    ({"seed": [1, 2]}, {}, "`seed` is set by the pipeline"),
+    ({"rho": [1, 10]}, {"rho": 5}, "rho set in both `run` and `grid`"),
+])
+def test_bad_grid_fails_with_a_clear_message(tmp_path: Path, grid, run, message):
+    cfg = _tiny_config()
+    cfg["experiments"][0].update(grid=grid, run=run)
+    r = snakemake(tmp_path, "-n", "--configfile", str(write_config(tmp_path / "bad.yaml", cfg)))
+    assert r.returncode != 0
+    assert message in r.stdout + r.stderr, r.stdout + r.stderr
 
 
 # --------------------------------------------------------------------------- validation

@@ -1,4 +1,6 @@
-"""Command line: ``tssm train`` runs one configuration (also under torchrun).
+"""Command line: ``tssm train`` runs one configuration (also under torchrun);
+``tssm summary ...`` and ``tssm figures ...`` are :mod:`tssm.summary` and :mod:`tssm.figures`
+(the rest of the command line goes to them unchanged).
 
 Every field of :class:`tssm.config.RunConfig` is a flag (``--tau1``, ``--p-grad`` ...);
 ``--config FILE`` reads a YAML mapping first, and flags given on the command line win.
@@ -55,6 +57,19 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
             p.add_argument(flag, type=typ, default=None, help=help_)
 
 
+#: Subcommands that hand the rest of the command line to a module's main(argv, prog).
+FORWARDED = {
+    "summary": "summary.csv and summary.md of recorded runs",
+    "figures": "figures of recorded runs",
+}
+
+
+def _forward(command: str, argv: list[str]) -> int:
+    import importlib
+
+    return importlib.import_module(f"tssm.{command}").main(argv, prog=f"tssm {command}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tssm", description="Tunable Subnetwork Splitting benchmark")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -63,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--config", help="YAML file of run settings; flags override it")
     tr.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_config_flags(tr)
+    for name, what in FORWARDED.items():
+        # no options of its own: everything after the subcommand (--help included) is forwarded
+        sub.add_parser(name, help=f"{what} (tssm {name} --help)", add_help=False)
     return parser
 
 
@@ -77,7 +95,11 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    if args.command in FORWARDED:
+        return _forward(args.command, rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         if args.command == "train":
             from .run import train

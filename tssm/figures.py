@@ -15,6 +15,12 @@ Every figure is drawn from the recorded files (``summary.csv`` and each run's
 ``time_to_target``     training-clock seconds until the training accuracy first reaches a
                        target (default 0.9), versus n.
 ``speedup``            seconds per epoch of adam at n = 1 divided by each run's, versus n.
+``sweep``              only when runs have variants (a config with a ``grid:``): final test
+                       (and train) accuracy per variant, one panel per method and n, sorted,
+                       against ``frozen`` at the same n and adam at n = 1 with the same value
+                       of every setting those controls vary (e.g. init).
+
+The other figures pool the variants of a method and n (their spread is the ± 1 sd) and say so.
 
 Runs that did not finish (diverged, interrupted, still running, unreadable) are left out
 of every curve and average, and each figure names them in a note. Missing metric columns
@@ -24,6 +30,7 @@ Command line::
 
     python -m tssm.figures results/default                   # reads results/default/summary.csv
     python -m tssm.figures --summary S.csv --out-dir FIGDIR --target-acc 0.95
+    tssm figures results/default --formats png               # the same, from the tssm CLI
 """
 
 from __future__ import annotations
@@ -39,7 +46,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .summary import AXES, SUMMARY_COLUMNS, Run, load_run, load_runs, summarize
+from .summary import (AXES, SUMMARY_COLUMNS, SWEEP_CONTROL, Run, has_variants, load_run, load_runs, setting_text,
+                      summarize, sweep_fields, sweep_table)
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 import matplotlib  # noqa: E402
@@ -59,6 +67,7 @@ __all__ = [
     "figure2",
     "make_figures",
     "speedup",
+    "sweep",
     "time_to_target_figure",
 ]
 
@@ -102,6 +111,8 @@ DATASET_LABELS = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "kmnist": 
 
 #: File stems this module writes (one PNG and one PDF each).
 FIGURES = ("figure1_train_acc", "figure2_speed", "acc_vs_splits", "time_to_target", "speedup")
+#: ... and this one too when any run has a variant.
+SWEEP_FIGURE = "sweep"
 
 
 def _color(method: str) -> str:
@@ -143,9 +154,23 @@ def _excluded_note(summary: pd.DataFrame, limit: int = 6) -> str:
     bad = summary[summary["status"] != "finished"]
     if not len(bad):
         return ""
-    items = [f"{r.dataset}/{r.model} {r.method} n={r.splits} seed {r.seed}: {r.status}" for r in bad.itertuples()]
+    items = []
+    for r in bad.itertuples():
+        variant = getattr(r, "variant", None)
+        variant = f" {variant}" if isinstance(variant, str) and variant else ""
+        items.append(f"{r.dataset}/{r.model} {r.method} n={r.splits} seed {r.seed}{variant}: {r.status}")
     more = f" (+{len(items) - limit} more)" if len(items) > limit else ""
     return f"Excluded (not finished): {'; '.join(items[:limit])}{more}"
+
+
+def _note(summary: pd.DataFrame) -> str:
+    """The note under a figure: that it pools variants (if any) and which runs it leaves out."""
+    pooled = ""
+    if has_variants(summary):
+        most = int(summary.groupby(["dataset", "model", "method", "splits"])["variant"].nunique().max())
+        pooled = (f"Variants pooled: each method and n averages over its variants (up to {most}); "
+                  f"the {SWEEP_FIGURE} figure shows them one by one.")
+    return "\n".join(x for x in (pooled, _excluded_note(summary)) if x)
 
 
 def _top(fig, title: str, handles: Sequence[Any] = (), labels: Sequence[str] = (), ncol: int = 5) -> None:
@@ -291,7 +316,7 @@ def figure1(runs: Sequence[Run], summary: pd.DataFrame, splits: int = PAPER_FIGU
         hs.append(h)
     _top(fig, f"Figure 1 analogue: training accuracy per epoch (split methods at n={splits}; "
               f"band = ± 1 sd over seeds)", hs, labels, ncol=4)
-    return _finish(fig, _excluded_note(summary), path_stem, formats)
+    return _finish(fig, _note(summary), path_stem, formats)
 
 
 # --------------------------------------------------------------------------- Figure 2
@@ -385,7 +410,7 @@ def figure2(runs: Sequence[Run], summary: pd.DataFrame, splits: Sequence[int] = 
     ax_a.set_ylabel("training accuracy")
     ax_a.grid(alpha=0.3)
     _top(fig, "Figure 2 analogue: speed and accuracy by number of subnetworks")
-    return _finish(fig, _excluded_note(s), path_stem, formats)
+    return _finish(fig, _note(s), path_stem, formats)
 
 
 # --------------------------------------------------------------------------- beyond the paper
@@ -452,7 +477,7 @@ def acc_vs_splits(summary: pd.DataFrame, path_stem: Path | None = None,
     labels = [(_label(m) + (" (n=1; dotted = mean, band = ± 1 sd)" if m in BACKPROP_METHODS else ""))
               for m in legend]
     _top(fig, "Final accuracy versus split level n (mean ± 1 sd over seeds)", list(legend.values()), labels)
-    return _finish(fig, _excluded_note(summary), path_stem, formats)
+    return _finish(fig, _note(summary), path_stem, formats)
 
 
 def time_to_target_figure(summary: pd.DataFrame, target: float = 0.9, path_stem: Path | None = None,
@@ -511,7 +536,7 @@ def time_to_target_figure(summary: pd.DataFrame, target: float = 0.9, path_stem:
         ax.set_ylabel("seconds (training clock)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    note = _excluded_note(summary)
+    note = _note(summary)
     if never:
         extra = "Runs reaching the target / runs: " + "; ".join(never[:12]) + (" ..." if len(never) > 12 else "")
         note = (note + "\n" if note else "") + extra
@@ -556,6 +581,84 @@ def speedup(summary: pd.DataFrame, reference: str = "adam", path_stem: Path | No
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     _top(fig, "Speedup per epoch versus n (> 1: faster than the reference)")
+    return _finish(fig, _note(summary), path_stem, formats)
+
+
+# --------------------------------------------------------------------------- sweeps
+def _sweep_panel(ax, t: pd.DataFrame, fields: Sequence[str], reference: str) -> list[float]:
+    """One method and n of a sweep: a row per variant, grouped by the controls' settings (e.g.
+    init), best test accuracy first in each group; the controls as segments over their group.
+    Returns the accuracies drawn (for the x range)."""
+    varying = [f for f in fields if t[f].nunique() > 1]
+    color = _color(str(t["method"].iloc[0]))
+    y, ticks, labels, drawn = 0.0, [], [], []
+    for controls, g in t.groupby("controls", sort=True):
+        fixed = {kv.split("=")[0] for kv in controls.split(", ") if kv}
+        top = y
+        for _, r in g.iterrows():
+            ticks.append(y)
+            labels.append(", ".join(f"{f}={setting_text(r[f])}" for f in varying if f not in fixed)
+                          or r["variant"] or "(no variant)")
+            if r["test_acc"] == r["test_acc"]:
+                ax.errorbar([r["test_acc"]], [y], xerr=[0.0 if r["test_sd"] != r["test_sd"] else r["test_sd"]],
+                            fmt="o", ms=5, capsize=2, color=color, zorder=4)
+                ax.scatter([r["train_acc"]], [y], s=26, facecolors="none", edgecolors=color, zorder=4)
+                drawn += [r["test_acc"], r["train_acc"]]
+            else:  # no finished run of this variant: say why
+                ax.text(0.01, y, "× " + r["runs_text"].replace("**", ""), transform=ax.get_yaxis_transform(),
+                        va="center", fontsize=7, color="#8b0000")
+            y += 1
+        for col, method, style in (("frozen_test_acc", SWEEP_CONTROL, "--"), ("ref_test_acc", reference, ":")):
+            x = g[col].iloc[0]
+            if x == x:
+                ax.vlines(x, top - 0.45, y - 0.55, colors=_color(method), linestyles=style, linewidth=1.6, zorder=3)
+                drawn.append(x)
+        if controls:
+            ax.text(0.99, top - 0.6, f"controls at {controls}", transform=ax.get_yaxis_transform(), ha="right",
+                    va="bottom", fontsize=7, color="0.35")
+        y += 1  # a gap (and room for the header) between groups
+    ax.set_yticks(ticks)
+    ax.set_yticklabels(labels, fontsize=7)
+    ax.set_ylim(y - 1.4, -1.2)  # first row on top
+    ax.grid(axis="x", alpha=0.3)
+    ax.grid(axis="y", alpha=0.0)
+    return drawn
+
+
+def sweep(summary: pd.DataFrame, reference: str = "adam", path_stem: Path | None = None,
+          formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
+    """Final test (and train) accuracy per variant: a panel per dataset/model/method/n, a row per
+    variant (sorted), against ``frozen`` at the same n and ``reference`` at n = 1 (see
+    :func:`tssm.summary.sweep_table` for which control runs each variant is compared with)."""
+    summary = _coerce_summary(summary)
+    table = sweep_table(summary, reference) if len(summary) else pd.DataFrame()
+    panels = list(table.groupby(["dataset", "model", "method", "splits"], sort=False)) if len(table) else []
+    if not panels:
+        fig, ax = plt.subplots(figsize=(6, 3))
+        _empty(ax, "no runs with variants")
+        return _finish(fig, _excluded_note(summary), path_stem, formats)
+    ncol = min(len(panels), max(1, min(3, table["splits"].nunique())))
+    nrow = math.ceil(len(panels) / ncol)
+    rows = [len(g) + 2 * g["controls"].nunique() for _, g in panels]
+    heights = [max(rows[i * ncol:(i + 1) * ncol]) * 0.22 + 0.9 for i in range(nrow)]
+    fig = plt.figure(figsize=(6.4 * ncol, sum(heights) + 0.4))
+    grid = fig.add_gridspec(nrow, ncol, height_ratios=heights)
+    fields = sweep_fields(summary)
+    for i, ((ds, md, method, n), t) in enumerate(panels):
+        ax = fig.add_subplot(grid[i // ncol, i % ncol])
+        drawn = [v for v in _sweep_panel(ax, t, fields, reference) if v == v]
+        if drawn:
+            ax.set_xlim(max(0.0, min(drawn) - 0.02), min(1.0, max(drawn) + 0.02) + 0.005)
+        ax.set_title(f"{_panel_title(ds, md)} — {_label(method)}, n={int(n)}", fontsize=10)
+        ax.set_xlabel("final accuracy")
+    handles = [
+        plt.Line2D([], [], marker="o", linestyle="none", color="0.2", label="test accuracy (mean ± 1 sd over seeds)"),
+        plt.Line2D([], [], marker="o", linestyle="none", markerfacecolor="none", color="0.2", label="train accuracy"),
+        plt.Line2D([], [], linestyle="--", color=_color(SWEEP_CONTROL), label=f"{_label(SWEEP_CONTROL)}, same n"),
+        plt.Line2D([], [], linestyle=":", color=_color(reference), label=f"{_label(reference)}, n=1"),
+    ]
+    _top(fig, "Sweep: final test accuracy per variant (best first), against the controls with the same settings",
+         handles, [h.get_label() for h in handles], ncol=4)
     return _finish(fig, _excluded_note(summary), path_stem, formats)
 
 
@@ -565,7 +668,8 @@ def make_figures(runs: Sequence[Run], out_dir: str | Path, *, summary: pd.DataFr
                  figure2_dataset: str | None = None, figure2_model: str | None = None,
                  target: float = 0.9, reference: str = "adam",
                  formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
-    """Write every figure of :data:`FIGURES` under ``out_dir``; returns the files written."""
+    """Write every figure of :data:`FIGURES` under ``out_dir`` (and :data:`SWEEP_FIGURE` when runs
+    have variants); returns the files written."""
     out = Path(out_dir)
     sns.set_theme(style="whitegrid", context="paper")
     if summary is None:
@@ -576,11 +680,13 @@ def make_figures(runs: Sequence[Run], out_dir: str | Path, *, summary: pd.DataFr
     written += acc_vs_splits(summary, out / "acc_vs_splits", formats)
     written += time_to_target_figure(summary, target, out / "time_to_target", formats)
     written += speedup(summary, reference, out / "speedup", formats)
+    if has_variants(summary):
+        written += sweep(summary, reference, out / SWEEP_FIGURE, formats)
     return written
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m tssm.figures",
+def build_parser(prog: str = "python -m tssm.figures") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog,
                                 description="Draw the benchmark's figures from recorded runs (never retrains).")
     p.add_argument("paths", nargs="*", help="results folder(s) or run directories; a folder holding summary.csv "
                                            "uses that summary's list of runs")
@@ -598,8 +704,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "python -m tssm.figures") -> int:
+    args = build_parser(prog).parse_args(argv)
     summary_path = Path(args.summary) if args.summary else None
     if summary_path is None and len(args.paths) == 1 and (Path(args.paths[0]) / "summary.csv").exists():
         summary_path = Path(args.paths[0]) / "summary.csv"

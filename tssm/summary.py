@@ -1,16 +1,18 @@
 """Summaries of recorded runs: one row per run, and a mean +- std table per grid cell.
 
 Everything here reads the files a run leaves behind (``run.json`` and ``metrics.csv``
-under ``.../{dataset}/{model}/{method}/n{splits}/seed{seed}/``) and never reruns
-training. It is forgiving by design: a run that diverged, a run that is still going (no
-``run.json`` yet), a ``run.json`` that cannot be parsed and a ``metrics.csv`` that lacks
-some columns all become rows with a ``status`` and NaN where a number is missing, so one
-bad run never hides the others.
+under ``.../{dataset}/{model}/{method}/n{splits}/seed{seed}/``, or
+``.../seed{seed}/{variant}/`` for one setting of a sweep) and never reruns training. It is
+forgiving by design: a run that diverged, a run that is still going (no ``run.json`` yet),
+a ``run.json`` that cannot be parsed and a ``metrics.csv`` that lacks some columns all
+become rows with a ``status`` and NaN where a number is missing, so one bad run never
+hides the others.
 
 Command line::
 
     python -m tssm.summary results/default            # writes results/default/summary.{csv,md}
     python -m tssm.summary RUN_DIR_OR_RUN_JSON ... --csv out.csv --md out.md
+    tssm summary results/default                      # the same
 """
 
 from __future__ import annotations
@@ -34,19 +36,30 @@ __all__ = [
     "Run",
     "SUMMARY_COLUMNS",
     "find_runs",
+    "has_variants",
+    "setting_text",
     "load_curves",
     "load_run",
     "load_runs",
     "markdown_table",
     "summarize",
+    "sweep_fields",
+    "sweep_markdown",
+    "sweep_table",
     "time_to_target",
     "write_summary",
 ]
 
-#: The grid axes of a run, in the order of the results tree.
-AXES = ("dataset", "model", "method", "splits", "seed")
+#: The grid axes of a run, in the order of the results tree. ``variant`` is None for a run
+#: without one (no variant folder) and the variant's name for one setting of a sweep.
+AXES = ("dataset", "model", "method", "splits", "seed", "variant")
 
-#: Columns of ``summary.csv`` (one row per run), in this order.
+#: MLflow tags (and run.json ``config.tags``) of a variant: its name, and each swept field.
+VARIANT_TAG = "variant"
+VARIANT_FIELD_TAG = "variant."
+
+#: Columns of ``summary.csv`` (one row per run), in this order; when runs have variants, one
+#: column per swept field (``rho``, ``init`` ...) follows ``variant`` (see :func:`sweep_fields`).
 SUMMARY_COLUMNS = (
     *AXES,
     "status",
@@ -72,7 +85,8 @@ SUMMARY_COLUMNS = (
     "run_dir",
 )
 
-_PATH_RE = re.compile(r"(?P<dataset>[^/]+)/(?P<model>[^/]+)/(?P<method>[^/]+)/n(?P<splits>\d+)/seed(?P<seed>\d+)/?$")
+_PATH_RE = re.compile(r"(?P<dataset>[^/]+)/(?P<model>[^/]+)/(?P<method>[^/]+)/n(?P<splits>\d+)/seed(?P<seed>\d+)"
+                      r"(?:/(?P<variant>[^/]+))?/?$")
 
 #: Statuses a run can have in a summary: the CLI's three plus what the reader infers.
 STATUSES = ("finished", "diverged", "interrupted", "incomplete", "unreadable")
@@ -88,6 +102,21 @@ class Run:
     info: dict[str, Any] = field(default_factory=dict)
     metrics: pd.DataFrame | None = None
     problem: str | None = None  # why the run is incomplete/unreadable
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The run's RunConfig as recorded in run.json ({} without one)."""
+        cfg = self.info.get("config")
+        return cfg if isinstance(cfg, dict) else {}
+
+    @property
+    def sweep(self) -> dict[str, Any]:
+        """The fields this run's variant sweeps, with their values ({} for a run without a variant)."""
+        tags = self.config.get("tags")
+        if not isinstance(tags, dict):
+            return {}
+        n = len(VARIANT_FIELD_TAG)
+        return {k[n:]: self.config.get(k[n:], v) for k, v in tags.items() if k.startswith(VARIANT_FIELD_TAG)}
 
     @property
     def epochs_trained(self) -> int:
@@ -169,10 +198,12 @@ def load_run(path: str | Path) -> Run:
     else:
         status, problem = "incomplete", "no run.json (still running, killed, or not started)"
     cfg = info.get("config") if isinstance(info.get("config"), dict) else {}
+    tags = cfg.get("tags") if isinstance(cfg.get("tags"), dict) else {}
     for k in AXES:
         if k in cfg and cfg[k] is not None:
             axes[k] = cfg[k]
         axes.setdefault(k, None)
+    axes["variant"] = tags.get(VARIANT_TAG) or axes["variant"] or None
     for k in ("splits", "seed"):
         try:
             axes[k] = int(axes[k]) if axes[k] is not None else None
@@ -226,8 +257,9 @@ def time_to_target(metrics: pd.DataFrame | None, target: float, col: str = "trai
     return _num(row["train_time_s"]), _num(row.get("epoch", math.nan))
 
 
-def summary_row(run: Run, target: float = 0.9) -> dict[str, Any]:
-    cfg = run.info.get("config") if isinstance(run.info.get("config"), dict) else {}
+def summary_row(run: Run, target: float = 0.9, fields: Sequence[str] = ()) -> dict[str, Any]:
+    """One row of summary.csv; ``fields`` are the swept settings to add (the run's values)."""
+    cfg = run.config
     epochs = run.epochs_trained
     train_time = _last(run, "train_time_s")
     if math.isnan(train_time) and run.metrics is not None and "epoch_time_s" in run.metrics:
@@ -237,6 +269,7 @@ def summary_row(run: Run, target: float = 0.9) -> dict[str, Any]:
     env = run.info.get("environment") if isinstance(run.info.get("environment"), dict) else {}
     row = {
         **{k: run.axes.get(k) for k in AXES},
+        **{f: cfg.get(f) for f in fields},
         "status": run.status,
         "workers": env.get("world_size"),
         "device": env.get("device") or cfg.get("device"),
@@ -263,9 +296,12 @@ def summary_row(run: Run, target: float = 0.9) -> dict[str, Any]:
 
 
 def summarize(runs: Sequence[Run | str | Path], target: float = 0.9) -> pd.DataFrame:
-    """One row per run (columns :data:`SUMMARY_COLUMNS`), sorted by the grid axes."""
+    """One row per run, sorted by the grid axes: the columns :data:`SUMMARY_COLUMNS` and, after
+    ``variant``, every field a variant of these runs sweeps (each run's value, swept or not)."""
     runs = [r if isinstance(r, Run) else load_run(r) for r in runs]
-    df = pd.DataFrame([summary_row(r, target) for r in runs], columns=list(SUMMARY_COLUMNS))
+    fields = sorted({f for r in runs for f in r.sweep} - set(SUMMARY_COLUMNS))
+    columns = [*AXES, *fields, *SUMMARY_COLUMNS[len(AXES):]]
+    df = pd.DataFrame([summary_row(r, target, fields) for r in runs], columns=columns)
     if len(df):
         df = df.sort_values(list(AXES), kind="stable", na_position="last").reset_index(drop=True)
     return df
@@ -306,39 +342,67 @@ def _fmt(values: pd.Series, digits: int = 3) -> str:
     return f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}"
 
 
+def _is_variant(value: Any) -> bool:
+    return isinstance(value, str) and value != ""
+
+
+def has_variants(summary: pd.DataFrame) -> bool:
+    """Whether any run of ``summary`` is a variant (one setting of a sweep)."""
+    return "variant" in summary and bool(summary["variant"].map(_is_variant).any())
+
+
+def sweep_fields(summary: pd.DataFrame) -> list[str]:
+    """The swept settings among ``summary``'s columns (those :func:`summarize` adds)."""
+    return [c for c in summary.columns if c not in SUMMARY_COLUMNS]
+
+
+def _runs_cell(g: pd.DataFrame) -> str:
+    """'k/m finished', then each other status with its count and seeds, in bold."""
+    counts = g["status"].value_counts()
+    parts = [f"{counts.get('finished', 0)}/{len(g)} finished"]
+    for st in STATUSES[1:]:
+        if counts.get(st, 0):
+            seeds = ",".join(str(s) for s in g.loc[g["status"] == st, "seed"].tolist())
+            parts.append(f"**{counts[st]} {st}** (seed {seeds})")
+    return "; ".join(parts)
+
+
+_TEXT_COLUMNS = ("dataset", "model", "method", "variant", "runs")
+
+
+def _table(head: Sequence[str]) -> list[str]:
+    """Header and separator of a markdown table: text columns left, numbers right."""
+    align = ["---" if h in _TEXT_COLUMNS else "---:" for h in head]
+    return ["| " + " | ".join(head) + " |", "|" + "|".join(align) + "|"]
+
+
 def markdown_table(summary: pd.DataFrame) -> str:
-    """Mean ± std over seeds per dataset/model/method/n, as a markdown table.
+    """Mean ± std over seeds per dataset/model/method/n (and variant, if any), as a markdown table.
 
     Numbers are over *finished* runs only; the ``runs`` column counts every run and
     names the ones that diverged or did not finish, so they are never silently averaged.
     """
-    header = ("| dataset | model | method | n | runs | final train acc | final test acc | "
-              "final train loss | s/epoch | move_1 |")
-    sep = "|---|---|---|---:|---|---:|---:|---:|---:|---:|"
-    lines = [header, sep]
+    keys = ["dataset", "model", "method", "splits", *(["variant"] if has_variants(summary) else [])]
+    head = ["dataset", "model", "method", "n", *keys[4:], "runs", "final train acc", "final test acc",
+            "final train loss", "s/epoch", "move_1"]
+    lines = _table(head)
     if not len(summary):
-        lines.append("| (no runs) | | | | | | | | | |")
+        lines.append("| (no runs) |" + " |" * (len(head) - 1))
         return "\n".join(lines) + "\n"
-    keys = ["dataset", "model", "method", "splits"]
     df = summary.copy()
     for k in keys:
-        df[k] = df[k].astype(object).where(df[k].notna(), "?")
-    for (dataset, model, method, n), g in df.groupby(keys, sort=True, dropna=False):
+        df[k] = df[k].astype(object).where(df[k].notna(), "—" if k == "variant" else "?")
+    for key, g in df.groupby(keys, sort=True, dropna=False):
         ok = g[g["status"] == "finished"]
-        counts = g["status"].value_counts()
-        parts = [f"{len(ok)}/{len(g)} finished"]
-        for st in STATUSES[1:]:
-            if counts.get(st, 0):
-                seeds = ",".join(str(s) for s in g.loc[g["status"] == st, "seed"].tolist())
-                parts.append(f"**{counts[st]} {st}** (seed {seeds})")
-        cells = [str(dataset), str(model), str(method), str(n), "; ".join(parts),
+        cells = [*map(str, key), _runs_cell(g),
                  _fmt(ok["final_train_acc"]), _fmt(ok["final_test_acc"]), _fmt(ok["final_train_loss"], 4),
                  _fmt(ok["sec_per_epoch"], 3), _fmt(ok["move_1"], 3)]
         lines.append("| " + " | ".join(cells) + " |")
     notes = []
     bad = summary[summary["status"] != "finished"]
     for _, r in bad.iterrows():
-        notes.append(f"- {r['dataset']}/{r['model']}/{r['method']}/n{r['splits']}/seed{r['seed']}: "
+        variant = f"/{r['variant']}" if _is_variant(r.get("variant")) else ""
+        notes.append(f"- {r['dataset']}/{r['model']}/{r['method']}/n{r['splits']}/seed{r['seed']}{variant}: "
                      f"**{r['status']}** — {r['reason'] or 'no reason recorded'}")
     text = "\n".join(lines) + "\n"
     if notes:
@@ -346,9 +410,110 @@ def markdown_table(summary: pd.DataFrame) -> str:
     return text
 
 
+# --------------------------------------------------------------------------- sweeps
+#: The split control a sweep is compared with at the same n (backprop, ``reference``, at n = 1).
+SWEEP_CONTROL = "frozen"
+
+
+def _reference(ok: pd.DataFrame, row: pd.Series, method: str, splits: int,
+               fields: Sequence[str]) -> tuple[float, dict[str, Any]]:
+    """Mean final test accuracy of ``method`` at n = ``splits`` on ``row``'s dataset/model, over
+    its finished runs with ``row``'s value of each field those runs vary (e.g. the same init),
+    and those {field: value}."""
+    c = ok[(ok["dataset"] == row["dataset"]) & (ok["model"] == row["model"]) & (ok["method"] == method)
+           & (ok["splits"] == splits)]
+    matched = {}
+    for f in fields:
+        if c[f].nunique() > 1:
+            matched[f] = row[f]
+            c = c[c[f] == row[f]]
+    acc = pd.to_numeric(c["final_test_acc"], errors="coerce").dropna()
+    return (float(acc.mean()) if len(acc) else math.nan), matched
+
+
+def setting_text(value: Any) -> str:
+    """A setting's value as written in labels: 10.0 -> 10, 0.001 -> 0.001, 'demo' -> demo."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def sweep_table(summary: pd.DataFrame, reference: str = "adam") -> pd.DataFrame:
+    """Final accuracy per dataset/model/method/n/variant against the controls.
+
+    One row per variant of every method but the controls (``frozen`` and ``reference``; all
+    methods if only they ran): runs, finished runs, mean and sd over finished seeds of the final
+    train/test accuracy, the final test accuracy of ``frozen`` at the same n and of
+    ``reference`` at n = 1 (each with the same value of every setting it varies itself, named in
+    ``controls``), and the differences to them in points (100 x accuracy). Swept settings are
+    columns too. Sorted by final test accuracy (best first) within each method and n.
+    """
+    fields = sweep_fields(summary)
+    s = summary.copy()
+    s["splits"] = pd.to_numeric(s["splits"], errors="coerce")
+    s["variant"] = s["variant"].where(s["variant"].map(_is_variant), "")
+    ok = s[s["status"] == "finished"]
+    subjects = s[~s["method"].isin([SWEEP_CONTROL, reference])]
+    subjects = subjects if len(subjects) else s
+    rows = []
+    for (dataset, model, method, n, variant), g in subjects.groupby(
+            ["dataset", "model", "method", "splits", "variant"], sort=True, dropna=False):
+        fin = g[g["status"] == "finished"]
+        train = pd.to_numeric(fin["final_train_acc"], errors="coerce")
+        test = pd.to_numeric(fin["final_test_acc"], errors="coerce")
+        first = g.iloc[0]
+        frozen, m1 = _reference(ok, first, SWEEP_CONTROL, n, fields)
+        ref, m2 = _reference(ok, first, reference, 1, fields)
+        rows.append({
+            "dataset": dataset, "model": model, "method": method, "splits": n, "variant": variant,
+            **{f: first[f] for f in fields},
+            "runs": len(g), "finished": len(fin), "runs_text": _runs_cell(g),
+            "train_acc": train.mean(), "train_sd": train.std(ddof=1), "test_acc": test.mean(), "test_sd": test.std(ddof=1),
+            "frozen_test_acc": frozen, "ref_test_acc": ref,
+            "d_frozen_pts": 100 * (test.mean() - frozen), "d_ref_pts": 100 * (test.mean() - ref),
+            "controls": ", ".join(f"{k}={setting_text(v)}" for k, v in {**m1, **m2}.items()),
+        })
+    out = pd.DataFrame(rows)
+    if len(out):
+        out = out.sort_values(["dataset", "model", "method", "splits", "test_acc"],
+                              ascending=[True, True, True, True, False], na_position="last").reset_index(drop=True)
+    return out
+
+
+def sweep_markdown(summary: pd.DataFrame, reference: str = "adam") -> str:
+    """:func:`sweep_table` as a markdown section ('' when no run has a variant)."""
+    if not has_variants(summary):
+        return ""
+    t = sweep_table(summary, reference)
+
+    def acc(mean: float, sd: float) -> str:
+        return "n/a" if mean != mean else f"{mean:.3f}" + (f" ± {sd:.3f}" if sd == sd else "")
+
+    def pts(d: float) -> str:
+        return "n/a" if d != d else f"{d:+.1f}"
+
+    ref = reference
+    head = ["dataset", "model", "method", "n", "variant", "runs", "final train acc", "final test acc",
+            f"{SWEEP_CONTROL} test acc", f"Δ test vs {SWEEP_CONTROL} (pts)", f"{ref} test acc", f"Δ test vs {ref} (pts)"]
+    lines = _table(head)
+    for r in t.itertuples(index=False):
+        lines.append("| " + " | ".join([
+            str(r.dataset), str(r.model), str(r.method), str(int(r.splits)), r.variant or "—", r.runs_text,
+            acc(r.train_acc, r.train_sd), acc(r.test_acc, r.test_sd), acc(r.frozen_test_acc, math.nan),
+            pts(r.d_frozen_pts), acc(r.ref_test_acc, math.nan), pts(r.d_ref_pts)]) + " |")
+    matched = sorted({kv.split("=")[0] for c in t.get("controls", []) for kv in c.split(", ") if kv})
+    same = f", each with the same {', '.join(matched)}" if matched else ""
+    return (f"## Sweep: final accuracy per variant\n\nFinal train/test accuracy per variant (mean ± std over "
+            f"finished seeds), best test accuracy first within each method and n, against `{SWEEP_CONTROL}` at the "
+            f"same n and {ref} at n = 1{same}; Δ = difference in test accuracy, in points (100 × accuracy).\n\n"
+            + "\n".join(lines) + "\n")
+
+
 def write_summary(paths: Iterable[str | Path], csv_path: str | Path | None, md_path: str | Path | None,
-                  target: float = 0.9, title: str | None = None) -> pd.DataFrame:
-    """Summarize the runs under ``paths`` into ``csv_path`` and ``md_path`` (either may be None)."""
+                  target: float = 0.9, title: str | None = None, reference: str = "adam") -> pd.DataFrame:
+    """Summarize the runs under ``paths`` into ``csv_path`` and ``md_path`` (either may be None).
+
+    With variants, summary.md ends with :func:`sweep_markdown` (``reference``: backprop method)."""
     runs = load_runs(paths)
     df = summarize(runs, target)
     if csv_path is not None:
@@ -363,15 +528,17 @@ def write_summary(paths: Iterable[str | Path], csv_path: str | Path | None, md_p
         head = f"# {title}\n\n" if title else ""
         counts = df["status"].value_counts().to_dict() if len(df) else {}
         line = ", ".join(f"{v} {k}" for k, v in counts.items()) or "no runs"
+        sweep = sweep_markdown(df, reference)
         body = (f"{head}{len(df)} runs ({line}). Mean ± std over seeds of finished runs; "
-                f"n = number of subnetworks (1 = end-to-end).\n\n" + markdown_table(df))
+                f"n = number of subnetworks (1 = end-to-end).\n\n" + markdown_table(df)
+                + (f"\n{sweep}" if sweep else ""))
         Path(md_path).write_text(body)
     return df
 
 
 # --------------------------------------------------------------------------- CLI
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m tssm.summary",
+def build_parser(prog: str = "python -m tssm.summary") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog,
                                 description="Summarize recorded runs (run.json + metrics.csv) into summary.csv "
                                             "(one row per run) and summary.md (mean ± std over seeds).")
     p.add_argument("paths", nargs="+", help="run directories, run.json files, or folders above them "
@@ -380,11 +547,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--md", help="where to write summary.md (default: next to the csv)")
     p.add_argument("--target-acc", type=float, default=0.9, help="training accuracy for time-to-target (default 0.9)")
     p.add_argument("--title", help="heading of summary.md")
+    p.add_argument("--reference", default="adam", help="backprop method (at n=1) a sweep is compared with, "
+                                                       "besides frozen (default adam)")
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "python -m tssm.summary") -> int:
+    args = build_parser(prog).parse_args(argv)
     csv_path, md_path = args.csv, args.md
     if csv_path is None and md_path is None:
         if len(args.paths) == 1 and Path(args.paths[0]).is_dir():
@@ -396,7 +565,7 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"error: no such file or folder: {', '.join(missing)}", file=sys.stderr)
         return 2
-    df = write_summary(args.paths, csv_path, md_path, args.target_acc, args.title)
+    df = write_summary(args.paths, csv_path, md_path, args.target_acc, args.title, args.reference)
     if csv_path is None:
         print(markdown_table(df), end="")
     else:

@@ -72,7 +72,7 @@ def environment(device: torch.device, threads: int, world_size: int) -> dict[str
     return env
 
 
-def _retry(fn, *args, attempts: int = 8, **kwargs):
+def retry_locked(fn, *args, attempts: int = 8, **kwargs):
     """Call an MLflow function, retrying while sqlite says the database is locked."""
     delay = 0.2
     for i in range(attempts):
@@ -121,16 +121,16 @@ class Recorder:
             if uri.startswith("sqlite:///"):
                 Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
             client = MlflowClient(tracking_uri=uri)
-            exp = _retry(client.get_experiment_by_name, self.cfg.experiment)
-            exp_id = exp.experiment_id if exp else _retry(client.create_experiment, self.cfg.experiment)
+            exp = retry_locked(client.get_experiment_by_name, self.cfg.experiment)
+            exp_id = exp.experiment_id if exp else retry_locked(client.create_experiment, self.cfg.experiment)
             if resume_run_id:
                 self._run_id = resume_run_id
-                _retry(client.update_run, resume_run_id, status="RUNNING")
+                retry_locked(client.update_run, resume_run_id, status="RUNNING")
             else:
-                run = _retry(client.create_run, exp_id, tags=self.tags(), run_name=self.run_name())
+                run = retry_locked(client.create_run, exp_id, tags=self.tags(), run_name=self.run_name())
                 self._run_id = run.info.run_id
                 params = [mlflow.entities.Param(k, str(v)[:6000]) for k, v in self.cfg.to_dict().items()]
-                _retry(client.log_batch, self._run_id, params=params)
+                retry_locked(client.log_batch, self._run_id, params=params)
             self._mlflow = client
         except Exception as e:
             warnings.warn(f"MLflow logging disabled for this run: {e}")
@@ -148,7 +148,7 @@ class Recorder:
         if self._mlflow is None:
             return
         try:
-            _retry(fn, *args, **kwargs)
+            retry_locked(fn, *args, **kwargs)
         except Exception as e:
             warnings.warn(f"MLflow call failed ({e}); the run's files are unaffected")
 

@@ -3,7 +3,8 @@
 
 
 rule summary:
-    """summary.csv (one row per grid point) and summary.md (mean ± std over seeds)."""
+    """summary.csv (one row per grid point) and summary.md (mean ± std over seeds; with variants,
+    a table of each variant against frozen and the reference method)."""
     input:
         runs=ALL_RUNS,
         code=f"{REPO}/tssm/summary.py",  # a changed summary re-aggregates (cheap; training is not re-run)
@@ -17,6 +18,7 @@ rule summary:
         md=f"{RESULTS}/summary.md",
     params:
         target=FIGS["target_train_acc"],
+        reference=FIGS["reference"],
         title=f"tssm-bench: {NAME} (MLflow experiment {EXPERIMENT})",
     log:
         f"{LOGS}/summary.log",
@@ -24,4 +26,4 @@ rule summary:
         ENV_FILE
     shell:
         "{PY_ENV} {PYTHON} -m tssm.summary {input.runs:q} --csv {output.csv:q} --md {output.md:q}"
-        " --target-acc {params.target} --title {params.title:q} > {log:q} 2>&1"
+        " --target-acc {params.target} --reference {params.reference} --title {params.title:q} > {log:q} 2>&1"

@@ -3,8 +3,11 @@
 # The grid is computed here once, from the validated config; every rule and `rule all`
 # read it. Nothing in this file touches torch, so `snakemake -n` stays fast.
 
+import functools
+import itertools
 import json
 import os
+import re
 import shlex
 import sys
 from difflib import get_close_matches
@@ -28,7 +31,9 @@ TRACKING_URI = config["tracking_uri"]
 DATA_ROOT = config["data_root"]
 REPO = str(workflow.basedir)  # the checkout holding the Snakefile (and the tssm package)
 FIGS = config["figures"]
-RUN_DIR = RESULTS + "/runs/{dataset}/{model}/{method}/n{splits}/seed{seed}"
+# {variant} is "" for a run without a `grid:` (the plain layout) and "/<variant name>" for one
+# setting of a sweep: results/<name>/runs/.../seed{seed}/<variant name>/
+RUN_DIR = RESULTS + "/runs/{dataset}/{model}/{method}/n{splits}/seed{seed}{variant}"
 ENV_FILE = "../../envs/tssm.yaml"
 
 
@@ -69,6 +74,70 @@ def _check_run_keys(run, where):
             raise WorkflowError(f"{where}: unknown run setting `{key}`" + (f" (did you mean `{close[0]}`?)" if close else ""))
 
 
+@functools.cache
+def _run_validator():
+    """A validator of one `run:` mapping (config/schema.yaml's $defs/run)."""
+    import jsonschema
+    import yaml
+
+    with open(os.path.join(REPO, "config", "schema.yaml")) as f:
+        defs = yaml.safe_load(f)["$defs"]
+    return jsonschema.Draft202012Validator({"$defs": defs, "$ref": "#/$defs/run"})
+
+
+def _check_run_values(settings, where):
+    """Check one setting of a `grid:` as the schema checks `run:` (types, ranges, choices)."""
+    for error in _run_validator().iter_errors(settings):
+        raise WorkflowError(f"{where}: {error.message}")
+
+
+def _name_value(value):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, (list, tuple)):
+        return "_".join(map(_name_value, value))
+    return "none" if value is None else str(value)
+
+
+def variant_name(settings):
+    """The directory name of one setting of a sweep, stable under reordering the `grid:` keys.
+
+    Keys in alphabetical order joined by "-"; a number follows its key directly (rho10), other
+    values after "_" (init_demo, tau2_100): init_demo-rho10-scaling_sample-tau2_100."""
+    parts = []
+    for key in sorted(settings):
+        value = settings[key]
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        parts.append(f"{key}{'' if number and not key[-1].isdigit() else '_'}{_name_value(value)}")
+    return re.sub(r"[^A-Za-z0-9._+-]", ".", "-".join(parts))
+
+
+def _variants(exp, where):
+    """[(variant name, settings)]: the cartesian product of the experiment's `grid:` lists, or
+    [("", {})] (one plain run per point) without one."""
+    grid = exp.get("grid") or {}
+    if not grid:
+        return [("", {})]
+    _check_run_keys(grid, f"{where} `grid`")
+    both = sorted(set(grid) & set(exp["run"]))
+    if both:
+        raise WorkflowError(f"{where}: {', '.join(both)} set in both `run` and `grid`; keep one")
+    keys = sorted(grid)
+    out = []
+    for values in itertools.product(*(grid[k] for k in keys)):
+        settings = dict(zip(keys, values))
+        _check_run_values(settings, f"{where} `grid`")
+        out.append((variant_name(settings), settings))
+    return out
+
+
+def _point(key):
+    """A grid key as dataset/model/method/n/seed[/variant], for messages."""
+    return "/".join(str(k) for k in key if k != "")
+
+
 def _num_blocks(model, run):
     """Blocks a model can be cut between (tssm.models); None when unknown."""
     if model == "mlp":
@@ -81,68 +150,79 @@ def _num_blocks(model, run):
 
 
 def _expand_grid(cfg):
-    """{(dataset, model, method, splits, seed): job} over every experiment of the config."""
+    """{(dataset, model, method, splits, seed, variant): job} over every experiment of the config
+    (variant "" for an experiment without a `grid:`)."""
     _check_run_keys(cfg["run"], "config `run`")
     grid = {}
     for i, exp in enumerate(cfg["experiments"]):
         label = exp.get("name") or f"exp{i}"
         where = f"experiment `{label}`"
         _check_run_keys(exp["run"], f"{where} `run`")
-        run = {**cfg["run"], **exp["run"]}
-        blocks = _num_blocks(exp["model"], run)
-        for dataset in exp["datasets"]:
-            for method in exp["methods"]:
-                levels = [1] if method in BACKPROP else exp["splits"]
-                for n in levels:
-                    if blocks is not None and n > blocks:
-                        raise WorkflowError(
-                            f"{where}: split level n={n} exceeds the {blocks} blocks of model `{exp['model']}`; "
-                            f"use splits between 1 and {blocks}"
-                        )
-                    for seed in exp["seeds"]:
-                        key = (dataset, exp["model"], method, n, seed)
-                        workers = max(1, min(exp["workers"], n))
-                        job = {
-                            "experiment": label,
-                            "settings": {
-                                "dataset": dataset, "model": exp["model"], "method": method, "splits": n,
-                                "seed": seed, "epochs": exp["epochs"], **run,
-                            },
-                            "workers": workers,
-                            "gpus": exp["gpus"] * workers,
-                            "rank_threads": run.get("threads") or 1,
-                            "mem_mb": exp.get("mem_mb"),
-                            "runtime": exp.get("runtime"),
-                        }
-                        if key in grid and grid[key]["settings"] != job["settings"]:
-                            raise WorkflowError(
-                                f"grid point {'/'.join(map(str, key))} is defined twice with different settings "
-                                f"(experiments `{grid[key]['experiment']}` and `{label}`); make them agree or "
-                                f"drop it from one of them"
-                            )
-                        grid.setdefault(key, job)
+        for variant, sweep in _variants(exp, where):
+            _expand_variant(grid, exp, label, variant, sweep, {**cfg["run"], **exp["run"], **sweep})
     return grid
+
+
+def _expand_variant(grid, exp, label, variant, sweep, run):
+    """Add the points of one experiment under one setting of its `grid:` to ``grid``."""
+    where = f"experiment `{label}`"
+    blocks = _num_blocks(exp["model"], run)
+    for dataset in exp["datasets"]:
+        for method in exp["methods"]:
+            levels = [1] if method in BACKPROP else exp["splits"]
+            for n in levels:
+                if blocks is not None and n > blocks:
+                    raise WorkflowError(
+                        f"{where}: split level n={n} exceeds the {blocks} blocks of model `{exp['model']}`; "
+                        f"use splits between 1 and {blocks}"
+                    )
+                for seed in exp["seeds"]:
+                    key = (dataset, exp["model"], method, n, seed, variant)
+                    workers = max(1, min(exp["workers"], n))
+                    job = {
+                        "experiment": label,
+                        "variant": sweep,
+                        "settings": {
+                            "dataset": dataset, "model": exp["model"], "method": method, "splits": n,
+                            "seed": seed, "epochs": exp["epochs"], **run,
+                        },
+                        "workers": workers,
+                        "gpus": exp["gpus"] * workers,
+                        "rank_threads": run.get("threads") or 1,
+                        "mem_mb": exp.get("mem_mb"),
+                        "runtime": exp.get("runtime"),
+                    }
+                    if key in grid and grid[key]["settings"] != job["settings"]:
+                        raise WorkflowError(
+                            f"grid point {_point(key)} is defined twice with different settings "
+                            f"(experiments `{grid[key]['experiment']}` and `{label}`); make them agree or "
+                            f"drop it from one of them"
+                        )
+                    grid.setdefault(key, job)
 
 
 GRID = _expand_grid(config)
 
 
-def run_dir(dataset, model, method, splits, seed):
-    return RUN_DIR.format(dataset=dataset, model=model, method=method, splits=splits, seed=seed)
+def run_dir(dataset, model, method, splits, seed, variant=""):
+    return RUN_DIR.format(dataset=dataset, model=model, method=method, splits=splits, seed=seed,
+                          variant=f"/{variant}" if variant else "")
 
 
 ALL_RUNS = [f"{run_dir(*key)}/run.json" for key in sorted(GRID, key=lambda k: tuple(map(str, k)))]
 DATASETS = sorted({key[0] for key in GRID})
+HAS_VARIANTS = any(key[5] for key in GRID)
 FIGURE_STEMS = ["figure1_train_acc", "figure2_speed", "acc_vs_splits", "time_to_target", "speedup"]
+FIGURE_STEMS += ["sweep"] if HAS_VARIANTS else []  # final accuracy per variant, only for a sweep
 FIGURE_FILES = [f"{FIGDIR}/{stem}.{ext}" for stem in FIGURE_STEMS for ext in ("png", "pdf")]
 
 
 def grid_job(wc):
-    key = (wc.dataset, wc.model, wc.method, int(wc.splits), int(wc.seed))
+    key = (wc.dataset, wc.model, wc.method, int(wc.splits), int(wc.seed), wc.variant.lstrip("/"))
     try:
         return GRID[key]
     except KeyError:
-        raise WorkflowError(f"{'/'.join(map(str, key))} is not a point of the grid of config `{NAME}`") from None
+        raise WorkflowError(f"{_point(key)} is not a point of the grid of config `{NAME}`") from None
 
 
 def _flag(key, value):
@@ -175,6 +255,9 @@ def run_tags(wc):
     (A file rather than `--tags KEY=VALUE`, which the CLI parses as a plain string.)"""
     job = grid_job(wc)
     tags = {"pipeline_config": NAME, "grid": job["experiment"], "workers": str(job["workers"])}
+    if job["variant"]:  # one setting of a sweep: its name, and each swept field (variant.rho = 10)
+        tags["variant"] = wc.variant.lstrip("/")
+        tags.update({f"variant.{k}": v if isinstance(v, str) else json.dumps(v) for k, v in job["variant"].items()})
     return json.dumps({"tags": tags}, sort_keys=True)
 
 

@@ -13,7 +13,8 @@ def _figure(stem, caption, category, label):
 
 
 rule figures:
-    """Figure 1 and 2 analogues, accuracy vs n, time to target, speedup (PNG + PDF)."""
+    """Figure 1 and 2 analogues, accuracy vs n, time to target, speedup (PNG + PDF); the
+    sweep figure when the config has variants."""
     input:
         summary=f"{RESULTS}/summary.csv",
         code=f"{REPO}/tssm/figures.py",  # changed drawing code redraws the figures
@@ -23,6 +24,8 @@ rule figures:
         _figure("acc_vs_splits", "acc_vs_splits", "Beyond the paper", "accuracy vs n"),
         _figure("time_to_target", "time_to_target", "Beyond the paper", "time to target"),
         _figure("speedup", "speedup", "Beyond the paper", "speedup vs n"),
+        # a config with a `grid:` (variants): final accuracy per variant against frozen and Adam
+        [_figure("sweep", "sweep", "Sweep", "final accuracy per variant")] if HAS_VARIANTS else [],
         [f"{FIGDIR}/{stem}.pdf" for stem in FIGURE_STEMS],
     params:
         outdir=FIGDIR,

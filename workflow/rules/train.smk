@@ -36,7 +36,8 @@ rule mlflow_experiment:
 
 
 rule train:
-    """One grid point: `tssm train` into the run directory.
+    """One grid point (one variant of it, for an experiment with a `grid:`): `tssm train`
+    into the run directory.
 
     Exit status 3 (diverged) still writes run.json with status "diverged": the job
     succeeds and the summary reports it. Any other failure fails the job. A killed job
@@ -56,7 +57,7 @@ rule train:
         rank_threads=lambda wc: grid_job(wc)["rank_threads"],
         out=lambda wc, output: os.path.dirname(output.run),
     log:
-        f"{LOGS}/train/{{dataset}}/{{model}}/{{method}}/n{{splits}}/seed{{seed}}.log",
+        f"{LOGS}/train/{{dataset}}/{{model}}/{{method}}/n{{splits}}/seed{{seed}}{{variant}}.log",
     threads: job_threads
     resources:
         gpu=job_resource("gpus", 0),
@@ -67,6 +68,7 @@ rule train:
     wildcard_constraints:
         splits=r"\d+",
         seed=r"\d+",
+        variant=r"(/[^/]+)?",  # "" or "/<variant name>" (an experiment with a `grid:`)
     shell:
         "{PY_ENV} mkdir -p {params.out:q} && printf '%s\\n' {params.tags:q} > {params.out:q}/tags.yaml &&"
         " {params.launcher} train --config {params.out:q}/tags.yaml {params.flags} --threads {params.rank_threads}"

@@ -2,8 +2,8 @@
 
 The pipeline runs this once per configuration before the training jobs fan out, so that
 parallel jobs find the experiment instead of racing to create it. sqlite's "database is
-locked" is retried; a concurrent creation ("already exists") is resolved by looking up
-the winner.
+locked" is retried (tssm.tracking.retry_locked); a concurrent creation ("already exists") is
+resolved by looking up the winner.
 """
 
 from __future__ import annotations
@@ -11,20 +11,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
+from functools import partial
 from pathlib import Path
 
+from tssm.tracking import retry_locked
 
-def retry(fn, *args, attempts: int = 10, **kwargs):
-    delay = 0.2
-    for i in range(attempts):
-        try:
-            return fn(*args, **kwargs)
-        except Exception as e:  # MLflow wraps sqlite's OperationalError in several types
-            if "locked" not in str(e).lower() or i == attempts - 1:
-                raise
-            time.sleep(delay)
-            delay = min(2 * delay, 5.0)
+# MLflow calls, retried while sqlite is locked (a little longer than a run's own calls)
+retry = partial(retry_locked, attempts=10)
 
 
 def default_artifact_location(tracking_uri: str, name: str) -> str | None:
