@@ -14,6 +14,8 @@ import sys
 from functools import partial
 from pathlib import Path
 
+from tssm.tracking import atomic_write_text
+
 from tssm.tracking import retry_locked
 
 # MLflow calls, retried while sqlite is locked (a little longer than a run's own calls)
@@ -67,10 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     tags = dict(t.split("=", 1) for t in args.tag)
     info = ensure_experiment(args.tracking_uri, args.name, tags, args.artifact_location)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps(info, indent=2) + "\n")
-    tmp.replace(out)
+    atomic_write_text(out, json.dumps(info, indent=2) + "\n")
     print(json.dumps(info))
     return 0
 

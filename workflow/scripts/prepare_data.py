@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+from tssm.tracking import atomic_write_text
+
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
@@ -40,10 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_s": round(time.perf_counter() - t0, 3),
     }
     marker = Path(args.marker)
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    tmp = marker.with_name(f".{marker.name}.tmp")
-    tmp.write_text(json.dumps(info, indent=2) + "\n")
-    tmp.replace(marker)
+    atomic_write_text(marker, json.dumps(info, indent=2) + "\n")
     print(json.dumps(info))
     return 0
 
