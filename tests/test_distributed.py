@@ -95,3 +95,18 @@ def test_lost_rank_ends_the_others(fault, tmp_path):
             os.kill(victim, signal.SIGKILL)
         os.killpg(p.pid, signal.SIGKILL)
         p.communicate(timeout=30)
+
+
+@pytest.mark.parametrize("owner, peer, named", [
+    ([0, 1], None, "rank 1"),          # a failed collective in a two-rank run names the other rank
+    ([0, 0, 1, 2], None, "one of ranks 1, 2"),
+    ([0, 1, 2], 2, "rank 2"),          # a failed point-to-point exchange names its peer
+])
+def test_lost_contact_names_the_peer(owner, peer, named):
+    import torch
+    from tssm.errors import DistributedError
+    from tssm.parallel import DistMailbox
+    box = DistMailbox(owner, 0, torch.device("cpu"), 5.0)
+    err = box._lost(peer, RuntimeError("Connection closed by peer\nmore"))
+    assert isinstance(err, DistributedError)
+    assert f"rank 0 lost contact with {named}:" in str(err) and "Connection closed by peer" in str(err)

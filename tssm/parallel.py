@@ -129,9 +129,13 @@ class DistMailbox(LocalMailbox):
         self._inflight.clear()
 
     def _lost(self, peer: int | None, e: Exception) -> DistributedError:
+        """The error for a failed exchange; ``peer=None`` for a collective, which names every
+        other rank (in a two-rank run that is exactly one)."""
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        others = sorted(set(self.owner) - {self.rank}) if peer is None else [peer]
+        who = f"rank {others[0]}" if len(others) == 1 else "one of ranks " + ", ".join(map(str, others))
         return DistributedError(
-            f"rank {self.rank} lost contact with {'another rank' if peer is None else f'rank {peer}'}: it died, or stalled longer than "
+            f"rank {self.rank} lost contact with {who}: it died, or stalled longer than "
             f"dist_timeout={self.timeout.total_seconds():g}s ({first}). The run is marked failed; "
             f"rerun to resume from the last checkpoint"
         )
