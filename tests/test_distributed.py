@@ -43,6 +43,10 @@ def test_distributed_matches_serial(method, n, ranks, tmp_path):
     rel = ((s[cols] - d[cols]).abs() / s[cols].abs().clip(lower=1e-8)).max().max()
     assert rel < 1e-5, (s[cols] - d[cols]).abs().max()
     assert "world_size" in (tmp_path / "dist" / "run.json").read_text()
+    # Every rank reports how long it waited on the others (the parallel-efficiency breakdown).
+    waits = d.loc[d.epoch > 0, [f"wait_s_r{r}" for r in range(ranks)]]
+    assert (waits >= 0).all().all() and (waits.sum(axis=1) > 0).all()
+    assert not any(c.startswith("wait_s") for c in s.columns)
 
 
 def test_more_ranks_than_subnetworks(tmp_path):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections
 import datetime
 import os
+import time
 from collections.abc import Sequence
 
 import torch
@@ -63,6 +64,10 @@ class SerialExecutor:
     def all_sum(self, values: dict[str, float]) -> dict[str, float]:
         return dict(values)
 
+    def take_wait(self) -> dict[str, float]:
+        """Seconds each rank spent blocked on the others since the last call (none here)."""
+        return {}
+
     def all_true(self, flag: bool) -> bool:
         return flag
 
@@ -98,6 +103,7 @@ class DistMailbox(LocalMailbox):
         self.comm_device = comm_device or device
         self.timeout = datetime.timedelta(seconds=timeout_s)
         self._inflight: list[tuple[dist.Work, torch.Tensor, int]] = []
+        self.wait_s = 0.0  # seconds blocked on other ranks (receives, and sends at flush)
 
     def send(self, src: int, dst: int, tensor: torch.Tensor) -> None:
         if self.owner[dst] == self.rank:
@@ -114,19 +120,23 @@ class DistMailbox(LocalMailbox):
             return super().recv(src, dst, shape)
         t = torch.empty(shape, device=self.comm_device, dtype=self.dtype)
         peer = self.owner[src]
+        t0 = time.perf_counter()
         try:
             dist.irecv(t, peer).wait(self.timeout)
         except Exception as e:
             raise self._lost(peer, e) from None
+        self.wait_s += time.perf_counter() - t0
         return t.to(self.device)
 
     def flush(self) -> None:
+        t0 = time.perf_counter()
         for work, _, peer in self._inflight:
             try:
                 work.wait(self.timeout)
             except Exception as e:
                 raise self._lost(peer, e) from None
         self._inflight.clear()
+        self.wait_s += time.perf_counter() - t0
 
     def _lost(self, peer: int | None, e: Exception) -> DistributedError:
         """The error for a failed exchange; ``peer=None`` for a collective, which names every
@@ -156,6 +166,11 @@ class DistributedExecutor(SerialExecutor):
     def run(self, phases: Sequence[Phase], rows: torch.Tensor) -> None:
         super().run(phases, rows)
         self.box.flush()
+
+    def take_wait(self) -> dict[str, float]:
+        """``wait_s_r<rank>``: where parallel efficiency goes (imbalance and message latency)."""
+        w, self.box.wait_s = self.box.wait_s, 0.0
+        return {f"wait_s_r{self.rank}": w}
 
     def all_sum(self, values: dict[str, float]) -> dict[str, float]:
         gathered: list[dict[str, float]] = [{} for _ in range(self.world_size)]

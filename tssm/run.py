@@ -178,7 +178,8 @@ def train(cfg: RunConfig, *, progress: bool = True) -> dict[str, Any]:
             _sync(device)
             epoch_time = time.perf_counter() - t0
 
-            metrics, eval_time = evaluate(solver, executor, data)
+            waits = executor.take_wait()
+            metrics, eval_time = evaluate(solver, executor, data, waits)
 
             restored = 0.0
             prev = recorder_prev_loss(recorder, executor) if snapshot is not None else None
@@ -190,7 +191,7 @@ def train(cfg: RunConfig, *, progress: bool = True) -> dict[str, Any]:
                     st.net.load_state_dict(snap)
                 restored = 1.0
                 epoch_time += time.perf_counter() - t2
-                metrics, _ = evaluate(solver, executor, data)
+                metrics, _ = evaluate(solver, executor, data, waits)
             train_clock += epoch_time
             row = {
                 "epoch": epoch, **metrics,
@@ -240,14 +241,17 @@ def train(cfg: RunConfig, *, progress: bool = True) -> dict[str, Any]:
     return info
 
 
-def evaluate(solver: Solver, executor, data: Dataset) -> tuple[dict[str, float], float]:
-    """The epoch's metrics (outside the training clock) and the seconds they took."""
+def evaluate(solver: Solver, executor, data: Dataset, extra: dict[str, float] | None = None) -> tuple[dict[str, float], float]:
+    """The epoch's metrics (outside the training clock) and the seconds they took.
+
+    ``extra`` are per-rank figures (e.g. ``wait_s_r1``) gathered with the metrics.
+    """
     device = data.x_train.device
     _sync(device)
     t = time.perf_counter()
     ev = Evaluation(solver, data.x_test, data.y_test)
     executor.run(ev.phases(), torch.arange(0, device=device))
-    metrics = finalize(executor.all_sum(ev.sums), solver, len(data.x_test))
+    metrics = finalize(executor.all_sum({**ev.sums, **(extra or {})}), solver, len(data.x_test))
     _sync(device)
     return metrics, time.perf_counter() - t
 
