@@ -58,8 +58,11 @@ class SerialExecutor:
         for phase in phases:
             for stage in self.stages:
                 phase(stage, rows, self.box)
+
+    def check_drained(self) -> None:
+        """At the end of an epoch every message must have been read (else: a phase order bug)."""
         if self.box.pending():
-            raise RuntimeError(f"{self.box.pending()} messages left unread after a step (phase order bug)")
+            raise RuntimeError(f"{self.box.pending()} messages left unread at the end of an epoch (phase order bug)")
 
     def all_sum(self, values: dict[str, float]) -> dict[str, float]:
         return dict(values)

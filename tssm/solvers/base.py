@@ -50,6 +50,7 @@ class Stage:
     u: torch.Tensor | None = None
     init_params: list[torch.Tensor] = field(default_factory=list)
     last_output: torch.Tensor | None = None  # output of the last W-step's forward (``q_forward: reuse``)
+    pending: tuple[torch.Tensor, torch.Tensor] | None = None  # (rows, f) of a deferred update (gsADMM)
 
     @property
     def first(self) -> bool:
@@ -120,6 +121,10 @@ class Solver:
 
     def epoch_phases(self) -> list[Phase]:
         """Phases run over all rows (in chunks) at the end of each epoch."""
+        return []
+
+    def end_phases(self) -> list[Phase]:
+        """Phases run once at the very end of each epoch: work deferred by the steps."""
         return []
 
     # -- shared pieces ------------------------------------------------------------------

@@ -1,14 +1,24 @@
 """gsADMM (Algorithm 1 of the paper, Eqs. 2-6).
 
 Stage ``l`` owns its weights, its input ``p_l`` (l > 1), and the output ``q_l`` and dual
-``u_l`` of the cut after it. One step on minibatch rows ``s``:
+``u_l`` of the cut after it. One step ``k`` on minibatch rows ``s_k``, as one phase:
 
-phase 1  send ``q_l[s], u_l[s]`` to stage l+1; W-step (Eq. 2/3); p-step of ``p_l[s]``
-         (Eq. 4) with ``q_{l-1}[s], u_{l-1}[s]`` from stage l-1; send the new ``p_l[s]`` back.
-phase 2  q-step (Eq. 5, closed form) and dual step (Eq. 6) with ``p_{l+1}[s]`` from stage l+1.
+1. send ``q_l[s_k], u_l[s_k]`` to stage l+1;
+2. W-step (Eq. 2/3);
+3. p-step of ``p_l[s_k]`` (Eq. 4), with ``q_{l-1}[s_k], u_{l-1}[s_k]`` from stage l-1; send the
+   new ``p_l[s_k]`` back to it;
+4. ``f_l(W_l, p_l)[s_k]`` for the q-step (local: new weights and new ``p_l``);
+5. the q-step (Eq. 5, closed form) and dual step (Eq. 6) *of step k-1*, with
+   ``p_{l+1}[s_{k-1}]`` that stage l+1 sent one step earlier.
 
-With ``schedule: epoch`` the minibatch steps do the W-step only and phases 1-2 run once
-per epoch over all rows (the authors' demo).
+Deferring 5 by one step changes nothing: the minibatches of an epoch are disjoint, so step
+k reads no row that the q/u update of step k-1 writes, and the last update of an epoch runs
+at its end (``end_phases``). What it buys is parallelism: no rank ever waits for a message
+sent in the same step, so neighbouring subnetworks compute at the same time instead of
+taking turns.
+
+With ``schedule: epoch`` the minibatch steps do the W-step only and the p, q, u steps run
+once per epoch over all rows (the authors' demo).
 """
 
 from __future__ import annotations
@@ -26,12 +36,13 @@ class GsADMM(Solver):
         return [self.init_aux]
 
     def step_phases(self):
-        if self.cfg.schedule == "epoch":
-            return [self.w_only]
-        return [self.w_and_p_step, self.q_u_step]
+        return [self.w_only] if self.cfg.schedule == "epoch" else [self.step]
 
     def epoch_phases(self):
         return [self.p_step_exact, self.q_u_step] if self.cfg.schedule == "epoch" else []
+
+    def end_phases(self):
+        return [self.finish_q_u]
 
     # -- initialisation: p, q from one forward pass, u = 0 (as the demo does) -----------
     def init_aux(self, stage: Stage, rows: torch.Tensor, box: Mailbox) -> None:
@@ -62,7 +73,8 @@ class GsADMM(Solver):
         stage.p[rows] = p_new
         box.send(stage.index, stage.index - 1, p_new)
 
-    def w_and_p_step(self, stage: Stage, rows: torch.Tensor, box: Mailbox) -> None:
+    def step(self, stage: Stage, rows: torch.Tensor, box: Mailbox) -> None:
+        """One minibatch step of Algorithm 1 (batch schedule); see the module docstring."""
         self._send_q_u(stage, rows, box)
         fused = self.cfg.p_grad == "fused" and not stage.first
         target = self._target(stage, rows)
@@ -71,6 +83,10 @@ class GsADMM(Solver):
             if grad is None:
                 grad = self.data_grad(stage, stage.p[rows], target)
             self._p_step(stage, rows, box, grad)
+        if not stage.last:
+            f = self.output_after_step(stage, rows)
+            self.finish_q_u(stage, rows, box)
+            stage.pending = (rows, f)
 
     def w_only(self, stage: Stage, rows: torch.Tensor, box: Mailbox) -> None:
         self.w_step(stage, self.inputs(stage, rows), self._target(stage, rows))
@@ -80,12 +96,20 @@ class GsADMM(Solver):
         if not stage.first:
             self._p_step(stage, rows, box, self.data_grad(stage, stage.p[rows], self._target(stage, rows)))
 
-    # -- phase 2 ------------------------------------------------------------------------
+    # -- q-step and dual step -------------------------------------------------------------
     def q_u_step(self, stage: Stage, rows: torch.Tensor, box: Mailbox) -> None:
-        """Eq. 5 then Eq. 6, on rows ``s``, with the new ``p_{l+1}[s]`` from stage l+1."""
-        if stage.last:
-            return
-        f = self.output_after_step(stage, rows)  # overlaps with the neighbour's message
+        """Eq. 5 then Eq. 6 on ``rows`` now (epoch schedule)."""
+        if not stage.last:
+            self._q_u(stage, rows, self.output_after_step(stage, rows), box)
+
+    def finish_q_u(self, stage: Stage, rows: torch.Tensor, box: Mailbox) -> None:
+        """The q/u update left pending by the previous step, if any (batch schedule)."""
+        if stage.pending is not None:
+            (done_rows, f), stage.pending = stage.pending, None
+            self._q_u(stage, done_rows, f, box)
+
+    def _q_u(self, stage: Stage, rows: torch.Tensor, f: torch.Tensor, box: Mailbox) -> None:
+        """Eq. 5 then Eq. 6 on ``rows``, with the new ``p_{l+1}[rows]`` from stage l+1."""
         p_next = box.recv(stage.index + 1, stage.index, (len(rows), *stage.out_shape))
         q_new = self.q_closed_form(f, p_next, stage.u[rows])
         stage.u[rows] += self.cfg.rho * (p_next - q_new)
