@@ -3,7 +3,7 @@
 Stage ``l`` owns its weights, its input ``p_l`` (l > 1), and the output ``q_l`` and dual
 ``u_l`` of the cut after it. One step ``k`` on minibatch rows ``s_k``, as one phase:
 
-1. send ``q_l[s_k], u_l[s_k]`` to stage l+1;
+1. send ``q_l[s_k], u_l[s_k]`` to stage l+1 (one message);
 2. W-step (Eq. 2/3);
 3. p-step of ``p_l[s_k]`` (Eq. 4), with ``q_{l-1}[s_k], u_{l-1}[s_k]`` from stage l-1; send the
    new ``p_l[s_k]`` back to it;
@@ -56,18 +56,16 @@ class GsADMM(Solver):
 
     # -- phase 1 ------------------------------------------------------------------------
     def _send_q_u(self, stage: Stage, rows: torch.Tensor, box: Mailbox) -> None:
+        """``q_l[rows]`` and ``u_l[rows]`` to stage l+1, as one message (one latency, not two)."""
         if not stage.last:
-            box.send(stage.index, stage.index + 1, stage.q[rows])
-            box.send(stage.index, stage.index + 1, stage.u[rows])
+            box.send(stage.index, stage.index + 1, torch.stack((stage.q[rows], stage.u[rows])))
 
     def _target(self, stage: Stage, rows: torch.Tensor) -> torch.Tensor:
         return self.y[rows] if stage.last else stage.q[rows]
 
     def _p_step(self, stage: Stage, rows: torch.Tensor, box: Mailbox, data_grad: torch.Tensor) -> None:
         """Eq. 4: ``p_l <- p_l - (grad data term + u_{l-1} + rho (p_l - q_{l-1})) / tau2``."""
-        shape = (len(rows), *stage.in_shape)
-        q_prev = box.recv(stage.index - 1, stage.index, shape)
-        u_prev = box.recv(stage.index - 1, stage.index, shape)
+        q_prev, u_prev = box.recv(stage.index - 1, stage.index, (2, len(rows), *stage.in_shape))
         p = stage.p[rows]
         p_new = p - (data_grad + u_prev + self.cfg.rho * (p - q_prev)) / self.cfg.tau2
         stage.p[rows] = p_new
