@@ -50,7 +50,8 @@ ALL_MODES = ("backprop", "serial", "distributed", "pipeline")
 PAPER_SEC = {"sgd": 37.9, "adam": 49.9, 2: 25.8, 3: 24.0, 4: 22.0}
 CSV_COLUMNS = [
     "method", "mode", "n", "ranks", "threads_per_rank", "cores_used", "sec_per_epoch", "sec_first_epoch",
-    "epoch_times", "timing", "epochs", "dataset", "model", "batch", "n_train", "schedule", "q_forward", "final_train_acc",
+    "epoch_times", "timing", "wait_s_per_rank", "epochs", "dataset", "model", "batch", "n_train", "schedule", "q_forward",
+    "cuts", "final_train_acc",
     "final_test_acc", "status", "reason", "wall_s", "load_before", "load_after", "machine", "cpu_count",
     "torch", "device", "gpu", "run_dir", "command",
 ]
@@ -145,6 +146,8 @@ def command(cfg: Config, args, run_dir: Path) -> list[str]:
         common += ["--n-train", str(args.n_train)]
     if args.n_test:
         common += ["--n-test", str(args.n_test)]
+    if args.cuts and cfg.n == len(args.cuts) + 1:
+        common += ["--cuts", *map(str, args.cuts)]
     if cfg.mode == "pipeline":
         return [*torchrun, str(PIPELINE_SCRIPT), *common, "--model", args.model, "--splits", str(cfg.n),
                 "--microbatches", str(args.microbatches), "--optimizer", "adam", "--eval", "test"]
@@ -165,11 +168,14 @@ def skip_reason(cfg: Config, args, ngpu: int) -> str | None:
 # ------------------------------------------------------------------------------ run
 
 
-def summarize_epochs(metrics_csv: Path) -> tuple[list[float], dict]:
+def summarize_epochs(metrics_csv: Path) -> tuple[list[float], dict, list[float]]:
+    """Epoch times, the last row, and each rank's mean seconds an epoch blocked on the others."""
     with open(metrics_csv) as f:
         rows = [r for r in csv.DictReader(f) if int(float(r["epoch"])) >= 1]  # epoch 0: initial state, no training
     times = [float(r["epoch_time_s"]) for r in rows]
-    return times, rows[-1] if rows else {}
+    wait_cols = sorted((k for k in (rows[0] if rows else {}) if k.startswith("wait_s_r")), key=lambda k: int(k[8:]))
+    waits = [statistics.fmean(float(r[k]) for r in rows[1:] or rows) for k in wait_cols]
+    return times, rows[-1] if rows else {}, waits
 
 
 def per_epoch(times: list[float]) -> tuple[float, str]:
@@ -187,6 +193,7 @@ def run_one(cfg: Config, args, env_info: dict, out: Path) -> dict:
         "epochs": args.epochs, "dataset": args.dataset, "model": args.model, "batch": args.batch,
         "n_train": args.n_train or "", "schedule": args.schedule if cfg.mode in ("serial", "distributed") else "",
         "q_forward": args.q_forward if cfg.mode in ("serial", "distributed") else "",
+        "cuts": " ".join(map(str, args.cuts)) if args.cuts and cfg.n == len(args.cuts) + 1 else "",
         **env_info, "run_dir": str(run_dir), "command": " ".join(cmd),
     }
     reason = skip_reason(cfg, args, env_info["_ngpu"])
@@ -219,10 +226,11 @@ def run_one(cfg: Config, args, env_info: dict, out: Path) -> dict:
 
 
 def collect(run_dir: Path) -> dict:
-    times, last = summarize_epochs(run_dir / "metrics.csv")
+    times, last, waits = summarize_epochs(run_dir / "metrics.csv")
     sec, how = per_epoch(times)
     return {
         "sec_per_epoch": round(sec, 4), "sec_first_epoch": round(times[0], 4), "timing": how,
+        "wait_s_per_rank": " ".join(f"{w:.3f}" for w in waits),
         "epoch_times": " ".join(f"{t:.3f}" for t in times),
         "final_train_acc": _num(last.get("train_acc")), "final_test_acc": _num(last.get("test_acc")),
     }
@@ -301,7 +309,8 @@ def _label(r: dict) -> str:
     if r["mode"] == "backprop":
         return f"{r['method']} backprop {thr}"
     name = "GPipe adam" if r["mode"] == "pipeline" else r["method"]
-    return f"{name} {r['mode']} n={r['n']} {thr}"
+    cuts = f" cuts {r['cuts']}" if r.get("cuts") else ""
+    return f"{name} {r['mode']} n={r['n']}{cuts} {thr}"
 
 
 def print_table(rows: list[dict], cores: int) -> None:
@@ -314,13 +323,13 @@ def print_table(rows: list[dict], cores: int) -> None:
     t = Table(title=f"Seconds per epoch: {first['dataset']} / {first['model']}, batch {first['batch']}, "
                     f"{first['epochs']} epochs, n_train {first['n_train'] or 'all'} on {first['device']} "
                     f"({first['machine']}, {first['cpu_count']} cores)")
-    for col in ("configuration", "sec/epoch", "1st epoch", "test acc", "load", "status"):
+    for col in ("configuration", "sec/epoch", "1st epoch", "waiting s/rank", "test acc", "load", "status"):
         t.add_column(col, justify="left" if col in ("configuration", "status") else "right")
     for r in rows:
         sec = f"{r['sec_per_epoch']:.3f}" if r.get("sec_per_epoch") else "-"
         status = r["status"] if r["status"] == "finished" else f"{r['status']}: {str(r.get('reason', ''))[:70]}"
-        t.add_row(_label(r), sec, _fmt(r.get("sec_first_epoch")), str(r.get("final_test_acc", "") or "-"),
-                  f"{r.get('load_before', '')}/{r.get('load_after', '')}", status)
+        t.add_row(_label(r), sec, _fmt(r.get("sec_first_epoch")), r.get("wait_s_per_rank") or "-",
+                  str(r.get("final_test_acc", "") or "-"), f"{r.get('load_before', '')}/{r.get('load_after', '')}", status)
     console.print(t)
 
     def f(x):
@@ -406,6 +415,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="TSSM q-step input: a fresh forward pass (paper) or the W-step's output")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--splits", type=int, nargs="+", default=[2, 3, 4], help="subnetwork counts n")
+    p.add_argument("--cuts", type=int, nargs="+", default=None,
+                   help="explicit cut points (block indices) for the runs with n = len(cuts) + 1; default balanced")
     p.add_argument("--max-ranks", type=int, default=None,
                    help="most ranks for distributed/pipeline runs (default: the cores available, on CUDA 4)")
     p.add_argument("--threads-per-rank", type=int, default=None, help="default: cores // ranks (at least 1)")
