@@ -108,6 +108,11 @@ class DistMailbox(LocalMailbox):
         self._inflight: list[tuple[dist.Work, torch.Tensor, int]] = []
         self.wait_s = 0.0  # seconds blocked on other ranks (receives, and sends at flush)
 
+    #: Sends left in flight before the oldest is waited for. A send of a large tensor completes
+    #: only once the peer has posted the matching receive, which (by design) may be a step
+    #: later: waiting for every send at the end of each step would make the ranks take turns.
+    MAX_INFLIGHT = 16
+
     def send(self, src: int, dst: int, tensor: torch.Tensor) -> None:
         if self.owner[dst] == self.rank:
             return super().send(src, dst, tensor)
@@ -117,6 +122,18 @@ class DistMailbox(LocalMailbox):
             self._inflight.append((dist.isend(t, peer), t, peer))
         except Exception as e:
             raise self._lost(peer, e) from None
+        while self._inflight and self._inflight[0][0].is_completed():
+            self._inflight.pop(0)
+        if len(self._inflight) > self.MAX_INFLIGHT:
+            self._wait(*self._inflight.pop(0))
+
+    def _wait(self, work: dist.Work, tensor: torch.Tensor, peer: int) -> None:
+        t0 = time.perf_counter()
+        try:
+            work.wait(self.timeout)
+        except Exception as e:
+            raise self._lost(peer, e) from None
+        self.wait_s += time.perf_counter() - t0
 
     def recv(self, src: int, dst: int, shape: tuple[int, ...]) -> torch.Tensor:
         if self.owner[src] == self.rank:
@@ -132,14 +149,9 @@ class DistMailbox(LocalMailbox):
         return t.to(self.device)
 
     def flush(self) -> None:
-        t0 = time.perf_counter()
-        for work, _, peer in self._inflight:
-            try:
-                work.wait(self.timeout)
-            except Exception as e:
-                raise self._lost(peer, e) from None
-        self._inflight.clear()
-        self.wait_s += time.perf_counter() - t0
+        """Wait until every send has been received (end of an epoch, evaluation)."""
+        while self._inflight:
+            self._wait(*self._inflight.pop(0))
 
     def _lost(self, peer: int | None, e: Exception) -> DistributedError:
         """The error for a failed exchange; ``peer=None`` for a collective, which names every
@@ -166,9 +178,9 @@ class DistributedExecutor(SerialExecutor):
         self.stages = [s for s in stages if owner[s.index] == self.rank]
         self.box = DistMailbox(owner, self.rank, device, timeout_s, comm_device)
 
-    def run(self, phases: Sequence[Phase], rows: torch.Tensor) -> None:
-        super().run(phases, rows)
+    def check_drained(self) -> None:
         self.box.flush()
+        super().check_drained()
 
     def take_wait(self) -> dict[str, float]:
         """``wait_s_r<rank>``: where parallel efficiency goes (imbalance and message latency)."""
