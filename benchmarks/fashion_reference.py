@@ -2,8 +2,8 @@
 
 100 epochs of ``adam`` and of ``gsadmm`` n=2 (batch schedule, paper settings, and the quick
 sweep's best variant: per-sample scaling with tau2 = 1), and of the ``frozen`` control at n=2;
-20 epochs of ``sgd``, ``gsam`` n=2 and ``gsadmm`` n=2 with the ``epoch`` schedule; final training and test accuracy
-beside the paper's training accuracy (Adam 0.981, TSSM 0.968), and the per-epoch training
+20 epochs of ``sgd``, ``gsam`` n=2 and ``gsadmm`` n=2 with the ``epoch`` schedule; final
+training and test accuracy beside the paper's training accuracy (Adam 0.981, TSSM 0.968), and the per-epoch training
 time of serial gsADMM n=2 as a ratio to Adam's (same machine, same threads).
 
     python benchmarks/fashion_reference.py [--jobs 2] [--epochs-long 100] [--epochs-short 20] [--only NAME,...]
@@ -97,10 +97,10 @@ def main() -> None:
     root = Path(a.out)
     todo = runs(a.epochs_long, a.epochs_short)
     if a.only:
-        unknown = set(a.only.split(",")) - set(todo)
-        if unknown:
-            ap.error(f"unknown run(s) {sorted(unknown)}; choose from {sorted(todo)}")
-        todo = {k: v for k, v in todo.items() if k in a.only.split(",")}
+        only = set(a.only.split(","))
+        if only - set(todo):
+            ap.error(f"unknown run(s) {sorted(only - set(todo))}; choose from {sorted(todo)}")
+        todo = {k: v for k, v in todo.items() if k in only}
     if not a.summary_only:
         with ThreadPoolExecutor(a.jobs) as pool:
             list(pool.map(lambda kv: run_one(kv[0], kv[1], root, a.threads), todo.items()))

@@ -146,8 +146,8 @@ def command(cfg: Config, args, run_dir: Path) -> list[str]:
         common += ["--n-train", str(args.n_train)]
     if args.n_test:
         common += ["--n-test", str(args.n_test)]
-    if args.cuts and cfg.n == len(args.cuts) + 1:
-        common += ["--cuts", *map(str, args.cuts)]
+    if cuts_for(cfg, args):
+        common += ["--cuts", *map(str, cuts_for(cfg, args))]
     if cfg.mode == "pipeline":
         return [*torchrun, str(PIPELINE_SCRIPT), *common, "--model", args.model, "--splits", str(cfg.n),
                 "--microbatches", str(args.microbatches), "--optimizer", "adam", "--eval", "test"]
@@ -157,6 +157,11 @@ def command(cfg: Config, args, run_dir: Path) -> list[str]:
     if cfg.mode == "distributed":
         return [*torchrun, *tssm]
     return [py, *tssm]
+
+
+def cuts_for(cfg: Config, args) -> list[int]:
+    """The ``--cuts`` that apply to this configuration: only where n = len(cuts) + 1."""
+    return list(args.cuts) if args.cuts and cfg.n == len(args.cuts) + 1 else []
 
 
 def skip_reason(cfg: Config, args, ngpu: int) -> str | None:
@@ -193,7 +198,7 @@ def run_one(cfg: Config, args, env_info: dict, out: Path) -> dict:
         "epochs": args.epochs, "dataset": args.dataset, "model": args.model, "batch": args.batch,
         "n_train": args.n_train or "", "schedule": args.schedule if cfg.mode in ("serial", "distributed") else "",
         "q_forward": args.q_forward if cfg.mode in ("serial", "distributed") else "",
-        "cuts": " ".join(map(str, args.cuts)) if args.cuts and cfg.n == len(args.cuts) + 1 else "",
+        "cuts": " ".join(map(str, cuts_for(cfg, args))),
         **env_info, "run_dir": str(run_dir), "command": " ".join(cmd),
     }
     reason = skip_reason(cfg, args, env_info["_ngpu"])

@@ -59,10 +59,11 @@ class SerialExecutor:
             for stage in self.stages:
                 phase(stage, rows, self.box)
 
-    def check_drained(self) -> None:
-        """At the end of an epoch every message must have been read (else: a phase order bug)."""
+    def drain(self) -> None:
+        """End of a pass (init, epoch, evaluation): every message must have been delivered and
+        read (else: a phase order bug)."""
         if self.box.pending():
-            raise RuntimeError(f"{self.box.pending()} messages left unread at the end of an epoch (phase order bug)")
+            raise RuntimeError(f"{self.box.pending()} messages left unread at the end of a pass (phase order bug)")
 
     def all_sum(self, values: dict[str, float]) -> dict[str, float]:
         return dict(values)
@@ -105,7 +106,7 @@ class DistMailbox(LocalMailbox):
         self.owner, self.rank, self.device, self.dtype = owner, rank, device, dtype
         self.comm_device = comm_device or device
         self.timeout = datetime.timedelta(seconds=timeout_s)
-        self._inflight: list[tuple[dist.Work, torch.Tensor, int]] = []
+        self._inflight: collections.deque[tuple[dist.Work, torch.Tensor, int]] = collections.deque()
         self.wait_s = 0.0  # seconds blocked on other ranks (receives, and sends at flush)
 
     #: Sends left in flight before the oldest is waited for. A send of a large tensor completes
@@ -123,11 +124,12 @@ class DistMailbox(LocalMailbox):
         except Exception as e:
             raise self._lost(peer, e) from None
         while self._inflight and self._inflight[0][0].is_completed():
-            self._inflight.pop(0)
+            self._inflight.popleft()
         if len(self._inflight) > self.MAX_INFLIGHT:
-            self._wait(*self._inflight.pop(0))
+            self._wait(*self._inflight.popleft())
 
     def _wait(self, work: dist.Work, tensor: torch.Tensor, peer: int) -> None:
+        """Block on one exchange with ``peer`` (timed as waiting; a timeout means a lost rank)."""
         t0 = time.perf_counter()
         try:
             work.wait(self.timeout)
@@ -140,18 +142,17 @@ class DistMailbox(LocalMailbox):
             return super().recv(src, dst, shape)
         t = torch.empty(shape, device=self.comm_device, dtype=self.dtype)
         peer = self.owner[src]
-        t0 = time.perf_counter()
         try:
-            dist.irecv(t, peer).wait(self.timeout)
+            work = dist.irecv(t, peer)
         except Exception as e:
             raise self._lost(peer, e) from None
-        self.wait_s += time.perf_counter() - t0
+        self._wait(work, t, peer)
         return t.to(self.device)
 
     def flush(self) -> None:
         """Wait until every send has been received (end of an epoch, evaluation)."""
         while self._inflight:
-            self._wait(*self._inflight.pop(0))
+            self._wait(*self._inflight.popleft())
 
     def _lost(self, peer: int | None, e: Exception) -> DistributedError:
         """The error for a failed exchange; ``peer=None`` for a collective, which names every
@@ -178,9 +179,9 @@ class DistributedExecutor(SerialExecutor):
         self.stages = [s for s in stages if owner[s.index] == self.rank]
         self.box = DistMailbox(owner, self.rank, device, timeout_s, comm_device)
 
-    def check_drained(self) -> None:
+    def drain(self) -> None:
         self.box.flush()
-        super().check_drained()
+        super().drain()
 
     def take_wait(self) -> dict[str, float]:
         """``wait_s_r<rank>``: where parallel efficiency goes (imbalance and message latency)."""

@@ -140,7 +140,7 @@ def train(cfg: RunConfig, *, progress: bool = True) -> dict[str, Any]:
     resumed = load_checkpoint(ckpt_path, cfg, executor.stages) if cfg.checkpoint else None
     if resumed is None:
         executor.run(solver.init_phases(), torch.arange(M, device=device))
-        executor.check_drained()
+        executor.drain()
     else:
         start_epoch, train_clock = resumed["epoch"] + 1, resumed["train_clock"]
         if recorder:
@@ -177,7 +177,7 @@ def train(cfg: RunConfig, *, progress: bool = True) -> dict[str, Any]:
             for rows in torch.arange(M, device=device).split(cfg.eval_batch):
                 executor.run(solver.epoch_phases(), rows)
             executor.run(solver.end_phases(), perm[:0])
-            executor.check_drained()
+            executor.drain()
             _sync(device)
             epoch_time = time.perf_counter() - t0
 
@@ -254,7 +254,7 @@ def evaluate(solver: Solver, executor, data: Dataset, extra: dict[str, float] | 
     t = time.perf_counter()
     ev = Evaluation(solver, data.x_test, data.y_test)
     executor.run(ev.phases(), torch.arange(0, device=device))
-    executor.check_drained()
+    executor.drain()
     metrics = finalize(executor.all_sum({**ev.sums, **(extra or {})}), solver, len(data.x_test))
     _sync(device)
     return metrics, time.perf_counter() - t

@@ -83,7 +83,7 @@ class GsADMM(Solver):
             self._p_step(stage, rows, box, grad)
         if not stage.last:
             f = self.output_after_step(stage, rows)
-            self.finish_q_u(stage, rows, box)
+            self._q_u_pending(stage, box)
             stage.pending = (rows, f)
 
     def w_only(self, stage: Stage, rows: torch.Tensor, box: Mailbox) -> None:
@@ -101,10 +101,14 @@ class GsADMM(Solver):
             self._q_u(stage, rows, self.output_after_step(stage, rows), box)
 
     def finish_q_u(self, stage: Stage, rows: torch.Tensor, box: Mailbox) -> None:
+        """End of an epoch: the q/u update the last step left pending."""
+        self._q_u_pending(stage, box)
+
+    def _q_u_pending(self, stage: Stage, box: Mailbox) -> None:
         """The q/u update left pending by the previous step, if any (batch schedule)."""
         if stage.pending is not None:
-            (done_rows, f), stage.pending = stage.pending, None
-            self._q_u(stage, done_rows, f, box)
+            (rows, f), stage.pending = stage.pending, None
+            self._q_u(stage, rows, f, box)
 
     def _q_u(self, stage: Stage, rows: torch.Tensor, f: torch.Tensor, box: Mailbox) -> None:
         """Eq. 5 then Eq. 6 on ``rows``, with the new ``p_{l+1}[rows]`` from stage l+1."""
