@@ -54,7 +54,8 @@ from torch import nn
 from tssm.data import load_dataset
 from tssm.models import build_model
 from tssm.run import epoch_permutation
-from tssm.split import split_model
+from tssm.solvers.base import make_optimizer
+from tssm.split import block_flops, compute_cuts, split_model
 from tssm.tracking import atomic_write_text, environment, git_commit
 
 DEFAULT_LR = {"sgd": 0.01, "adam": 0.001}
@@ -76,7 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=120)
     p.add_argument("--microbatches", type=int, default=4, help="micro-batches per minibatch (must divide it)")
+    p.add_argument("--balance", choices=("params", "compute"), default="params",
+                   help="cuts without --cuts: balance parameters (tssm's default) or per-step FLOPs "
+                        "(forward + backward; GPipe recomputes nothing)")
     p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
+    p.add_argument("--optimizer-impl", choices=("fused", "foreach", "forloop"), default="fused",
+                   help="torch.optim implementation (as tssm's optimizer_impl)")
     p.add_argument("--lr", type=float, default=None, help="default: adam 1e-3, sgd 1e-2 (as tssm)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="intra-op threads per rank (default: cores / ranks)")
@@ -197,7 +203,10 @@ def main(argv: list[str] | None = None) -> int:
     data.x_train, data.x_test = data.x_train.to(dtype), data.x_test.to(dtype)
     model = build_model(args.model, data.input_shape, data.num_classes, width=args.width, depth=args.depth,
                         init=args.init, seed=args.seed).to(dtype)
-    subnets = split_model(model, n, args.cuts)
+    cuts = args.cuts
+    if not cuts and args.balance == "compute" and n > 1:
+        cuts = compute_cuts(block_flops(model, data.input_shape), n, extra_forward=False)
+    subnets = split_model(model, n, cuts)
     # Per-sample shapes of every stage boundary (CPU, before moving anything).
     shapes, h = [tuple(data.input_shape)], torch.zeros(1, *data.input_shape, dtype=dtype)
     with torch.no_grad():
@@ -227,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         return F.cross_entropy(out, target.to(out.device), reduction="sum", ignore_index=IGNORE) / denom["B"]
 
     schedule = ScheduleGPipe(stage, args.microbatches, loss_fn=loss_fn, scale_grads=False)
-    opt = torch.optim.Adam(net.parameters(), lr=lr) if args.optimizer == "adam" else torch.optim.SGD(net.parameters(), lr=lr)
+    opt = make_optimizer(args.optimizer, net.parameters(), lr, args.optimizer_impl)
 
     first, last = rank == 0, rank == world - 1
     x_train, y_train = data.x_train, data.y_train

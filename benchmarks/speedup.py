@@ -51,7 +51,7 @@ PAPER_SEC = {"sgd": 37.9, "adam": 49.9, 2: 25.8, 3: 24.0, 4: 22.0}
 CSV_COLUMNS = [
     "method", "mode", "n", "ranks", "threads_per_rank", "cores_used", "sec_per_epoch", "sec_first_epoch",
     "epoch_times", "timing", "wait_s_per_rank", "epochs", "dataset", "model", "batch", "n_train", "schedule", "q_forward",
-    "cuts", "final_train_acc",
+    "cuts", "balance", "blocks", "optimizer_impl", "final_train_acc",
     "final_test_acc", "status", "reason", "wall_s", "load_before", "load_after", "machine", "cpu_count",
     "torch", "device", "gpu", "run_dir", "command",
 ]
@@ -141,7 +141,8 @@ def command(cfg: Config, args, run_dir: Path) -> list[str]:
     py = sys.executable
     torchrun = [py, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(cfg.ranks)]
     common = ["--dataset", args.dataset, "--epochs", str(args.epochs), "--batch-size", str(args.batch),
-              "--threads", str(cfg.threads_per_rank), "--device", args.device, "--out", str(run_dir)]
+              "--threads", str(cfg.threads_per_rank), "--device", args.device, "--out", str(run_dir),
+              "--balance", args.balance, "--optimizer-impl", args.optimizer_impl]
     if args.n_train:
         common += ["--n-train", str(args.n_train)]
     if args.n_test:
@@ -198,8 +199,8 @@ def run_one(cfg: Config, args, env_info: dict, out: Path) -> dict:
         "epochs": args.epochs, "dataset": args.dataset, "model": args.model, "batch": args.batch,
         "n_train": args.n_train or "", "schedule": args.schedule if cfg.mode in ("serial", "distributed") else "",
         "q_forward": args.q_forward if cfg.mode in ("serial", "distributed") else "",
-        "cuts": " ".join(map(str, cuts_for(cfg, args))),
-        **env_info, "run_dir": str(run_dir), "command": " ".join(cmd),
+        "cuts": " ".join(map(str, cuts_for(cfg, args))), "balance": args.balance if cfg.n > 1 else "",
+        "optimizer_impl": args.optimizer_impl, **env_info, "run_dir": str(run_dir), "command": " ".join(cmd),
     }
     reason = skip_reason(cfg, args, env_info["_ngpu"])
     row.pop("_ngpu", None)
@@ -233,7 +234,9 @@ def run_one(cfg: Config, args, env_info: dict, out: Path) -> dict:
 def collect(run_dir: Path) -> dict:
     times, last, waits = summarize_epochs(run_dir / "metrics.csv")
     sec, how = per_epoch(times)
+    info = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").exists() else {}
     return {
+        "blocks": "|".join(map(str, info.get("splits_blocks") or [])),
         "sec_per_epoch": round(sec, 4), "sec_first_epoch": round(times[0], 4), "timing": how,
         "wait_s_per_rank": " ".join(f"{w:.3f}" for w in waits),
         "epoch_times": " ".join(f"{t:.3f}" for t in times),
@@ -314,7 +317,7 @@ def _label(r: dict) -> str:
     if r["mode"] == "backprop":
         return f"{r['method']} backprop {thr}"
     name = "GPipe adam" if r["mode"] == "pipeline" else r["method"]
-    cuts = f" cuts {r['cuts']}" if r.get("cuts") else ""
+    cuts = f" cuts {r['cuts']}" if r.get("cuts") else (f" [{r['blocks']}]" if r.get("blocks") and int(r["n"]) > 1 else "")
     return f"{name} {r['mode']} n={r['n']}{cuts} {thr}"
 
 
@@ -422,6 +425,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--splits", type=int, nargs="+", default=[2, 3, 4], help="subnetwork counts n")
     p.add_argument("--cuts", type=int, nargs="+", default=None,
                    help="explicit cut points (block indices) for the runs with n = len(cuts) + 1; default balanced")
+    p.add_argument("--balance", choices=("params", "compute"), default="params",
+                   help="cuts without --cuts: balance parameters (the demo's split) or per-step FLOPs "
+                        "(tssm.split; each method's own step, so GPipe and TSSM may cut differently)")
+    p.add_argument("--optimizer-impl", choices=("fused", "foreach", "forloop"), default="fused",
+                   help="torch.optim implementation for every configuration")
     p.add_argument("--max-ranks", type=int, default=None,
                    help="most ranks for distributed/pipeline runs (default: the cores available, on CUDA 4)")
     p.add_argument("--threads-per-rank", type=int, default=None, help="default: cores // ranks (at least 1)")

@@ -13,7 +13,9 @@ from tssm.models import build_model
 from tssm.parallel import SerialExecutor
 from tssm.run import build_problem, build_stages, epoch_permutation, train
 from tssm.solvers import GsADMM, make_solver
-from tssm.split import balanced_cuts, split_model
+import itertools
+
+from tssm.split import balanced_cuts, block_flops, compute_cuts, min_max_cuts, split_model
 
 
 # ----------------------------------------------------------------------------- splitting
@@ -45,6 +47,66 @@ def test_balanced_cuts_minimise_largest_part():
     a, b = split_model(model, 2)
     na, nb = (sum(p.numel() for p in part.parameters()) for part in (a, b))
     assert abs(na - nb) / (na + nb) < 0.15
+
+
+def test_min_max_cuts_is_optimal_against_brute_force():
+    gen = torch.Generator().manual_seed(3)
+    for _ in range(40):
+        k = int(torch.randint(2, 9, (1,), generator=gen))
+        n = int(torch.randint(1, k + 1, (1,), generator=gen))
+        w = torch.randint(1, 50, (k,), generator=gen).tolist()
+        bonus = torch.randint(0, 50, (k,), generator=gen).tolist()  # cost only outside the last part
+
+        def cost(a, b, last):
+            return sum(w[a:b]) + (0 if last else sum(bonus[a:b]))
+
+        def worst(cuts):
+            bounds = [0, *cuts, k]
+            return max(cost(a, b, i == n - 1) for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])))
+
+        best = min(worst(list(c)) for c in itertools.combinations(range(1, k), n - 1))
+        got = min_max_cuts(k, n, cost)
+        assert len(got) == n - 1 and got == sorted(set(got)) and worst(got) == best
+
+
+def test_block_flops_count_forward_and_backward():
+    model = build_model("mlp", (1, 14, 14), 10)
+    flops = block_flops(model, (1, 14, 14))
+    assert flops[0] == (2 * 196 * 512, 2 * 196 * 512)  # first block: no input gradient
+    assert flops[1] == (2 * 512 * 512, 4 * 512 * 512)  # weight and input gradients
+    assert flops[-1] == (2 * 512 * 10, 4 * 512 * 10)
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_compute_balance_moves_the_cut_for_the_extra_forward():
+    """Paper MLP, n=2: parameters give the demo's 5|5; gsADMM's second forward on the first
+    subnetwork makes that side the heavier one in FLOPs, so ``compute`` cuts at 4|6 (and
+    goes back to 5|5 when the W-step's output is reused)."""
+    flops = block_flops(build_model("mlp", (1, 14, 14), 10), (1, 14, 14))
+    assert balanced_cuts([sum(p.numel() for p in b.parameters()) for b in build_model("mlp", (1, 14, 14), 10)], 2) == [5]
+    assert compute_cuts(flops, 2, extra_forward=True) == [4]
+    assert compute_cuts(flops, 2, extra_forward=False) == [5]
+    for balance, q_forward, blocks in (("params", "fresh", [5, 5]), ("compute", "fresh", [4, 6]),
+                                       ("compute", "reuse", [5, 5])):
+        cfg = RunConfig(dataset="digits", splits=2, balance=balance, q_forward=q_forward)
+        problem = build_problem(cfg, torch.device("cpu"))
+        # digits is 8x8: check the planner on it against the FLOP model directly
+        want = compute_cuts(block_flops(problem.model, (1, 8, 8)), 2, q_forward == "fresh") if balance == "compute" else [5]
+        assert [len(s.net) for s in build_stages(cfg, problem)] == [want[0], 10 - want[0]]
+    with pytest.raises(ConfigError, match="out of range"):
+        build_stages(RunConfig(dataset="digits", splits=11, balance="compute"), problem)
+
+
+@pytest.mark.parametrize("impl", ["foreach", "forloop"])
+def test_optimizer_implementations_agree(impl, digits_cfg):
+    """fused (the default), foreach and for-loop are one update: trajectories agree to rounding."""
+    ref = _param_trajectory(digits_cfg(method="gsadmm", splits=2), 8)
+    got = _param_trajectory(digits_cfg(method="gsadmm", splits=2, optimizer_impl=impl), 8)
+    for a, b in zip(ref[-1], got[-1]):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    assert any(not torch.equal(a, b) for a, b in zip(ref[0], ref[-1]))
+    with pytest.raises(ConfigError, match="optimizer_impl"):
+        RunConfig(optimizer_impl="fast").validate()
 
 
 def test_explicit_cuts_and_bad_splits():

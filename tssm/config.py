@@ -24,6 +24,8 @@ P_GRADS = ("fused", "exact")
 Q_FORWARDS = ("fresh", "reuse")
 SCALINGS = ("paper", "sample")
 OPTIMIZERS = ("sgd", "adam")
+OPTIMIZER_IMPLS = ("fused", "foreach", "forloop")  # torch.optim's three implementations of one update
+BALANCES = ("params", "compute")
 DEFAULT_LR = {"sgd": 0.01, "adam": 0.001}
 
 
@@ -46,12 +48,14 @@ class RunConfig:
     # split
     splits: int = 2
     cuts: list[int] | None = None
+    balance: str = "params"  # cuts without explicit `cuts`: "params" (the demo's 5|5) or "compute" (per-step FLOPs)
     # solver
     method: str = "gsadmm"
     epochs: int = 30
     batch_size: int = 120
     seed: int = 0
     optimizer: str = "adam"  # W-step optimizer of gsadmm/gsam/frozen
+    optimizer_impl: str = "fused"  # torch.optim kernel: "fused" (one kernel per step), "foreach" or "forloop"
     lr: float | None = None  # W-step/backprop learning rate; None: 1/tau1 if tau1 is set, else sgd 0.01, adam 0.001
     alpha: float = 1.0
     rho: float = 1.0
@@ -152,6 +156,8 @@ class RunConfig:
         choice("q_forward", Q_FORWARDS)
         choice("scaling", SCALINGS)
         choice("optimizer", OPTIMIZERS)
+        choice("optimizer_impl", OPTIMIZER_IMPLS)
+        choice("balance", BALANCES)
         choice("init", INITS)
         for key in ("width", "depth", "residual_blocks", "epochs", "batch_size", "eval_batch"):
             v = getattr(self, key)

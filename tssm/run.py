@@ -20,14 +20,14 @@ from typing import Any
 import torch
 
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import RunConfig
+from .config import TSSM_METHODS, RunConfig
 from .data import Dataset, load_dataset
 from .errors import ConfigError, DivergenceError, TSSMError
 from .evaluate import Evaluation, finalize
 from .models import build_model
 from .parallel import DistributedExecutor, SerialExecutor, init_distributed, slurm_to_torchrun_env, stage_owner
 from .solvers import Solver, Stage, make_solver
-from .split import split_model
+from .split import block_flops, check_splits, compute_cuts, split_model
 from .tracking import Recorder, environment
 
 
@@ -56,8 +56,20 @@ def build_problem(cfg: RunConfig, device: torch.device) -> Problem:
     return Problem(data, model)
 
 
+def plan_cuts(cfg: RunConfig, problem: Problem) -> list[int] | None:
+    """The configured cuts, else (``balance: compute``) the cuts that balance per-step FLOPs;
+    ``None`` leaves ``split_model``'s parameter balance."""
+    if cfg.cuts or cfg.balance == "params" or cfg.splits == 1:
+        return cfg.cuts
+    check_splits(cfg.splits, len(problem.model))
+    # Solvers that recompute f_l after the W-step (Solver.output_after_step) run every
+    # subnetwork but the last forward twice a step.
+    extra = cfg.method in TSSM_METHODS and not (cfg.q_forward == "reuse" and cfg.schedule == "batch")
+    return compute_cuts(block_flops(problem.model, problem.data.input_shape), cfg.splits, extra)
+
+
 def build_stages(cfg: RunConfig, problem: Problem) -> list[Stage]:
-    subnets = split_model(problem.model, cfg.splits, cfg.cuts)
+    subnets = split_model(problem.model, cfg.splits, plan_cuts(cfg, problem))
     stages, shape = [], tuple(problem.data.input_shape)
     with torch.no_grad():
         h = torch.zeros(1, *shape, device=problem.data.x_train.device)
@@ -169,6 +181,7 @@ def train(cfg: RunConfig, *, progress: bool = True) -> dict[str, Any]:
             if cfg.safeguard is not None and cfg.schedule == "epoch":
                 snapshot = [{k: v.clone() for k, v in st.net.state_dict().items()} for st in executor.stages]
             _sync(device)
+            executor.take_wait()  # drop the waits of evaluation: only the epoch's own count
             t0 = time.perf_counter()
             perm = epoch_permutation(cfg.seed, epoch, M, device)
             step_phases = solver.step_phases()

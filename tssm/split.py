@@ -1,15 +1,26 @@
 """Tunable splitting: cut a model's blocks into ``n`` contiguous subnetworks.
 
-``n = 1`` is the whole network (plain backprop), ``n = len(blocks)`` is layerwise. By
-default the cuts balance the parameter count (what a device must hold and, for dense
-layers, roughly what it must compute); explicit cut points override that.
+``n = 1`` is the whole network (plain backprop), ``n = len(blocks)`` is layerwise. Without
+explicit cut points the cuts minimise the largest part under one of two measures
+(``balance``):
+
+- ``params``: the parameter count, what a device must hold. For the paper's MLP on 14x14
+  inputs this is the authors' demo's 5 | 5 cut, so it is the default.
+- ``compute``: the FLOPs one training step costs each subnetwork, counted by
+  ``torch.utils.flop_counter``: forward and backward of every block, plus a second forward
+  for every subnetwork but the last when the solver recomputes its output after the W-step
+  (gsADMM's q-step, gsAM's sweep, ``q_forward: fresh``). That extra forward is what makes
+  the parameter-balanced cut lopsided: the first subnetwork does the most work and the
+  others wait for it. With one rank per subnetwork, this is the balance that sets the speed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from .errors import ConfigError
 
@@ -18,16 +29,13 @@ def block_sizes(model: nn.Sequential) -> list[int]:
     return [sum(p.numel() for p in block.parameters()) for block in model]
 
 
-def balanced_cuts(sizes: Sequence[int], n: int) -> list[int]:
+def min_max_cuts(k: int, n: int, part_cost: Callable[[int, int, bool], float]) -> list[int]:
     """Cut points (block indices where subnetworks 2..n start) minimising the largest part.
 
-    Exact by dynamic programming over contiguous partitions (the number of blocks is small);
-    ties go to the earliest cut, so the split is deterministic.
+    ``part_cost(a, b, last)`` is the cost of blocks ``a..b-1`` as one subnetwork (``last``:
+    it is the final one). Exact by dynamic programming over contiguous partitions (the
+    number of blocks is small); ties go to the earliest cut, so the split is deterministic.
     """
-    k = len(sizes)
-    prefix = [0]
-    for s in sizes:
-        prefix.append(prefix[-1] + s)
     inf = float("inf")
     # best[j][i]: smallest max-part cost of cutting blocks[:i] into j parts.
     best = [[inf] * (k + 1) for _ in range(n + 1)]
@@ -36,7 +44,7 @@ def balanced_cuts(sizes: Sequence[int], n: int) -> list[int]:
     for j in range(1, n + 1):
         for i in range(j, k + 1):
             for c in range(j - 1, i):
-                cost = max(best[j - 1][c], prefix[i] - prefix[c])
+                cost = max(best[j - 1][c], part_cost(c, i, j == n))
                 if cost < best[j][i]:
                     best[j][i], arg[j][i] = cost, c
     cuts, i = [], k
@@ -44,6 +52,55 @@ def balanced_cuts(sizes: Sequence[int], n: int) -> list[int]:
         i = arg[j][i]
         cuts.append(i)
     return sorted(cuts)[1:]
+
+
+def _prefix(values: Sequence[float]) -> list[float]:
+    out = [0]
+    for v in values:
+        out.append(out[-1] + v)
+    return out
+
+
+def balanced_cuts(sizes: Sequence[int], n: int) -> list[int]:
+    """Cuts minimising the largest sum of ``sizes`` (parameter counts) in one part."""
+    prefix = _prefix(sizes)
+    return min_max_cuts(len(sizes), n, lambda a, b, last: prefix[b] - prefix[a])
+
+
+def block_flops(model: nn.Sequential, input_shape: Sequence[int]) -> list[tuple[int, int]]:
+    """(forward, backward) FLOPs of each block for one sample, by ``torch.utils.flop_counter``.
+
+    The backward includes the input gradient for every block but the first (whose input is
+    the data): inside a subnetwork it feeds the block before, at a cut it is the p-step's
+    data term. Counted at batch size 1 (the counts are linear in the batch); the model's
+    gradients are cleared afterwards and nothing else changes (the blocks hold no running
+    statistics).
+    """
+    p0 = next(model.parameters())
+    h = torch.zeros(1, *input_shape, device=p0.device, dtype=p0.dtype)
+    out_flops = []
+    for i, block in enumerate(model):
+        x = h.detach().requires_grad_(i > 0)
+        with FlopCounterMode(display=False) as fwd:
+            out = block(x)
+        with FlopCounterMode(display=False) as bwd:
+            out.float().sum().backward()
+        out_flops.append((fwd.get_total_flops(), bwd.get_total_flops()))
+        h = out.detach()
+    for p in model.parameters():
+        p.grad = None
+    return out_flops
+
+
+def compute_cuts(flops: Sequence[tuple[int, int]], n: int, extra_forward: bool) -> list[int]:
+    """Cuts minimising the largest per-step FLOPs of a subnetwork; ``extra_forward``: every
+    subnetwork but the last runs its forward pass twice a step."""
+    fwd, total = _prefix([f for f, _ in flops]), _prefix([f + b for f, b in flops])
+
+    def cost(a: int, b: int, last: bool) -> float:
+        return total[b] - total[a] + (0 if last or not extra_forward else fwd[b] - fwd[a])
+
+    return min_max_cuts(len(flops), n, cost)
 
 
 def check_splits(n: int, num_blocks: int) -> None:

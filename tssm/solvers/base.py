@@ -68,10 +68,17 @@ class Stage:
 Phase = Callable[[Stage, torch.Tensor, Mailbox], None]
 
 
-def make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
-    """The W-step optimizer: plain SGD or Adam with PyTorch's defaults otherwise."""
+def make_optimizer(name: str, params, lr: float, impl: str = "fused") -> torch.optim.Optimizer:
+    """The W-step optimizer: plain SGD or Adam with PyTorch's defaults otherwise.
+
+    ``impl`` picks torch.optim's implementation of the same update. ``fused`` (one kernel for
+    all parameters, on CPU and CUDA) makes Adam's step about 3x cheaper on CPU than the
+    for-loop PyTorch uses by default there; every method gets the same one, so the
+    comparison stays fair. The three differ only in floating-point rounding.
+    """
     params = list(params)
-    return torch.optim.SGD(params, lr=lr) if name == "sgd" else torch.optim.Adam(params, lr=lr)
+    kind = {"fused": {"fused": True}, "foreach": {"foreach": True}, "forloop": {"foreach": False}}[impl]
+    return torch.optim.SGD(params, lr=lr, **kind) if name == "sgd" else torch.optim.Adam(params, lr=lr, **kind)
 
 
 @torch.no_grad()
@@ -105,7 +112,7 @@ class Solver:
     def setup(self, stage: Stage) -> None:
         """Create the optimizer (and nothing else by default)."""
         if self.trains(stage):
-            stage.optimizer = make_optimizer(self.cfg.w_optimizer, stage.net.parameters(), self.cfg.w_lr)
+            stage.optimizer = make_optimizer(self.cfg.w_optimizer, stage.net.parameters(), self.cfg.w_lr, self.cfg.optimizer_impl)
         stage.init_params = [p.detach().clone() for p in stage.net.parameters()]
 
     def trains(self, stage: Stage) -> bool:
