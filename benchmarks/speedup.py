@@ -15,6 +15,11 @@ Configurations (``--modes`` / ``--methods`` pick a subset):
                n = 2..--max-ranks (default: as many ranks as cores); cores // n threads a rank
 - pipeline:    GPipe backprop (Adam) over n ranks, n = 2..--max-ranks
 
+Cuts: unless ``--cuts`` fixes them, each configuration balances its subnetworks by the FLOPs
+of its own training step (``--balance compute``, the default here): with one rank per
+subnetwork the slowest one sets the pace. ``--balance params`` uses tssm's default split (the
+authors' demo's). The ``blocks`` column records the split each run used.
+
 Outputs ``OUT/speedup.csv`` (one row per configuration), ``OUT/speedup.png`` and ``.pdf``,
 the runs under ``OUT/runs/``, and a table of the ratios on the terminal::
 
@@ -425,9 +430,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--splits", type=int, nargs="+", default=[2, 3, 4], help="subnetwork counts n")
     p.add_argument("--cuts", type=int, nargs="+", default=None,
                    help="explicit cut points (block indices) for the runs with n = len(cuts) + 1; default balanced")
-    p.add_argument("--balance", choices=("params", "compute"), default="params",
-                   help="cuts without --cuts: balance parameters (the demo's split) or per-step FLOPs "
-                        "(tssm.split; each method's own step, so GPipe and TSSM may cut differently)")
+    p.add_argument("--balance", choices=("params", "compute"), default="compute",
+                   help="cuts without --cuts: per-step FLOPs of each method's own step (tssm.split; "
+                        "GPipe and TSSM may cut differently) or parameters (tssm's default, the demo's split)")
     p.add_argument("--optimizer-impl", choices=("fused", "foreach", "forloop"), default="fused",
                    help="torch.optim implementation for every configuration")
     p.add_argument("--max-ranks", type=int, default=None,

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from tssm.data import load_dataset
 from tssm.models import build_model
 from tssm.run import epoch_permutation
+from tssm.solvers.base import make_optimizer
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "pipeline_parallel.py"
@@ -49,8 +50,7 @@ def reference_losses(optimizer: str, epochs: int, dtype: torch.dtype) -> list[fl
     data = load_dataset("digits", str(ROOT / "data"))
     x, y = data.x_train.to(dtype), data.y_train
     model = build_model("mlp", data.input_shape, data.num_classes, width=WIDTH, depth=DEPTH, seed=0).to(dtype)
-    opt = (torch.optim.Adam(model.parameters(), lr=1e-3) if optimizer == "adam"
-           else torch.optim.SGD(model.parameters(), lr=1e-2))
+    opt = make_optimizer(optimizer, model.parameters(), 1e-3 if optimizer == "adam" else 1e-2)  # fused, as the script
     losses = []
     for epoch in range(1, epochs + 1):
         for rows in epoch_permutation(0, epoch, len(x), torch.device("cpu")).split(120):
