@@ -50,7 +50,9 @@ class Stage:
     u: torch.Tensor | None = None
     init_params: list[torch.Tensor] = field(default_factory=list)
     last_output: torch.Tensor | None = None  # output of the last W-step's forward (``q_forward: reuse``)
-    pending: tuple[torch.Tensor, torch.Tensor] | None = None  # (rows, f) of a deferred update (gsADMM)
+    # What one phase leaves for a later one: gsADMM's deferred q/u update (rows, f), gsAM's
+    # W-step target and data gradient for the p sweep (target, grad or None).
+    pending: tuple[torch.Tensor, torch.Tensor | None] | None = None
 
     @property
     def first(self) -> bool:

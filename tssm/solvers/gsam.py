@@ -21,10 +21,6 @@ class GsAM(Solver):
     name = "gsam"
     trains_aux = True
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._pending: dict[int, tuple[torch.Tensor, torch.Tensor | None]] = {}
-
     def init_phases(self):
         return [self.init_aux]
 
@@ -59,14 +55,14 @@ class GsAM(Solver):
         target = self._target(stage, rows, box)
         fused = self.cfg.p_grad == "fused" and not stage.first
         _, grad = self.w_step(stage, self.inputs(stage, rows), target, input_grad=fused)
-        self._pending[stage.index] = (target, grad)
+        stage.pending = (target, grad)
 
     def keep_target(self, stage: Stage, rows: torch.Tensor, box: Mailbox) -> None:
-        self._pending[stage.index] = (self._target(stage, rows, box), None)
+        stage.pending = (self._target(stage, rows, box), None)
 
     # -- phase 3 ------------------------------------------------------------------------
     def p_sweep(self, stage: Stage, rows: torch.Tensor, box: Mailbox) -> None:
-        target, grad = self._pending.pop(stage.index)
+        (target, grad), stage.pending = stage.pending, None
         if not stage.first:
             if grad is None:
                 grad = self.data_grad(stage, stage.p[rows], target)
