@@ -258,3 +258,20 @@ def test_same_seed_same_numbers(digits_cfg, tmp_path):
     train(digits_cfg(method="gsadmm", splits=2, epochs=2, seed=1, out=str(tmp_path / "c")), progress=False)
     c = pd.read_csv(tmp_path / "c" / "metrics.csv")
     assert not a["train_loss"].equals(c["train_loss"])
+
+
+def test_eval_every_skips_evaluation_but_not_timing(digits_cfg, tmp_path):
+    """``eval_every: 2`` evaluates epochs 2, 4 and the last; every epoch keeps its timing, and
+    the evaluated epochs equal those of a run that evaluates every epoch (evaluation reads and
+    never changes the state)."""
+    train(digits_cfg(method="gsadmm", splits=2, epochs=5, eval_every=2, out=str(tmp_path / "k2")), progress=True)
+    train(digits_cfg(method="gsadmm", splits=2, epochs=5, out=str(tmp_path / "k1")), progress=False)
+    k2, k1 = (pd.read_csv(tmp_path / d / "metrics.csv") for d in ("k2", "k1"))
+    assert list(k2["epoch"]) == [0, 1, 2, 3, 4, 5]
+    assert list(k2["test_acc"].notna()) == [True, False, True, False, True, True]
+    assert (k2["epoch_time_s"][1:] > 0).all() and k2["train_time_s"].is_monotonic_increasing
+    assert (k2.loc[[1, 3], "eval_time_s"] == 0).all()
+    for col in ("train_loss", "train_acc", "test_acc", "objective", "residual"):
+        assert list(k2[col].dropna()) == list(k1.loc[[0, 2, 4, 5], col]), col
+    with pytest.raises(ConfigError, match="eval_every"):
+        digits_cfg(schedule="epoch", safeguard=0.1, eval_every=2)

@@ -70,6 +70,7 @@ class RunConfig:
     device: str = "cpu"
     threads: int | None = None
     eval_batch: int = 8192
+    eval_every: int = 1  # full train/test metrics every k epochs and at the last; epochs between record timing only
     dist_timeout: float = 300.0  # seconds a rank waits for a peer before giving up
     # recording
     out: str = "results/runs/default"
@@ -159,7 +160,7 @@ class RunConfig:
         choice("optimizer_impl", OPTIMIZER_IMPLS)
         choice("balance", BALANCES)
         choice("init", INITS)
-        for key in ("width", "depth", "residual_blocks", "epochs", "batch_size", "eval_batch"):
+        for key in ("width", "depth", "residual_blocks", "epochs", "batch_size", "eval_batch", "eval_every"):
             v = getattr(self, key)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ConfigError(f"{key} must be a positive integer, got {v!r}")
@@ -180,6 +181,9 @@ class RunConfig:
             )
         if self.safeguard is not None and not (isinstance(self.safeguard, (int, float)) and self.safeguard > 0):
             raise ConfigError(f"safeguard must be a positive number or null, got {self.safeguard!r}")
+        if self.safeguard is not None and self.schedule == "epoch" and self.eval_every != 1:
+            raise ConfigError(f"safeguard compares every epoch's training loss with the last one: it needs "
+                              f"eval_every=1 (got {self.eval_every}); drop one of the two")
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
             raise ConfigError(f"threads must be a positive integer, got {self.threads!r}")
         for key in ("n_train", "n_test"):
