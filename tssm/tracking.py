@@ -36,6 +36,13 @@ def atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def write_marker(path: str | Path, info: dict) -> int:
+    """A pipeline step's marker: ``info`` as JSON at ``path`` (atomically) and on stdout; exit 0."""
+    atomic_write_text(Path(path), json.dumps(info, indent=2) + "\n")
+    print(json.dumps(info))
+    return 0
+
+
 def git_commit() -> str:
     try:
         root = Path(__file__).resolve().parent.parent

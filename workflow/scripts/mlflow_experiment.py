@@ -9,12 +9,11 @@ resolved by looking up the winner.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from functools import partial
 from pathlib import Path
 
-from tssm.tracking import atomic_write_text
+from tssm.tracking import write_marker
 
 from tssm.tracking import retry_locked
 
@@ -68,10 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     tags = dict(t.split("=", 1) for t in args.tag)
     info = ensure_experiment(args.tracking_uri, args.name, tags, args.artifact_location)
-    out = Path(args.out)
-    atomic_write_text(out, json.dumps(info, indent=2) + "\n")
-    print(json.dumps(info))
-    return 0
+    return write_marker(args.out, info)
 
 
 if __name__ == "__main__":

@@ -8,12 +8,11 @@ internet, find them on disk).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
-from tssm.tracking import atomic_write_text
+from tssm.tracking import write_marker
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,10 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         "num_classes": ds.num_classes,
         "load_s": round(time.perf_counter() - t0, 3),
     }
-    marker = Path(args.marker)
-    atomic_write_text(marker, json.dumps(info, indent=2) + "\n")
-    print(json.dumps(info))
-    return 0
+    return write_marker(args.marker, info)
 
 
 if __name__ == "__main__":
