@@ -11,8 +11,9 @@ Configurations (``--modes`` / ``--methods`` pick a subset):
 
 - backprop:    adam, sgd; one process; all cores and 1 thread
 - serial:      gsadmm, gsam; n = 2..4 subnetworks in one process; 1 thread and all cores
-- distributed: gsadmm, gsam; n ranks (one subnetwork each) under torchrun;
-               n = 2..--max-ranks (default: as many ranks as cores); cores // n threads a rank
+- distributed: gsadmm, gsam under torchrun; one rank per subnetwork up to --max-ranks
+               (default: as many ranks as cores), beyond that a contiguous group of
+               subnetworks per rank; cores // ranks threads a rank
 - pipeline:    GPipe backprop (Adam) over n ranks, n = 2..--max-ranks
 
 Cuts: unless ``--cuts`` fixes them, each configuration balances its subnetworks by the FLOPs
@@ -135,10 +136,13 @@ def plan(args, cores: int, ngpu: int) -> list[Config]:
             if m not in methods:
                 continue
             for n in args.splits:
-                if n < 2 or n > args.max_ranks:
+                # TSSM puts a contiguous group of subnetworks on each rank when n exceeds the
+                # ranks; GPipe needs one rank per stage.
+                ranks = min(n, args.max_ranks) if mode == "distributed" else n
+                if n < 2 or ranks > args.max_ranks:
                     continue
-                tpr = args.threads_per_rank or max(1, cores // n)
-                out.append(Config(m, mode, n, n, tpr))
+                tpr = args.threads_per_rank or max(1, cores // ranks)
+                out.append(Config(m, mode, n, ranks, tpr))
     return out
 
 
