@@ -46,6 +46,8 @@ def test_distributed_matches_serial(method, n, ranks, tmp_path):
     # Every rank reports how long it waited on the others (the parallel-efficiency breakdown).
     waits = d.loc[d.epoch > 0, [f"wait_s_r{r}" for r in range(ranks)]]
     assert (waits >= 0).all().all() and (waits.sum(axis=1) > 0).all()
+    # counted within the epoch's own clock (evaluation's waits are not carried over)
+    assert waits.le(d.loc[d.epoch > 0, "epoch_time_s"], axis=0).all().all()
     assert not any(c.startswith("wait_s") for c in s.columns)
 
 
