@@ -18,7 +18,8 @@ Configurations (``--modes`` / ``--methods`` pick a subset):
 
 Cuts: unless ``--cuts`` fixes them, each configuration balances its subnetworks by the FLOPs
 of its own training step (``--balance compute``, the default here): with one rank per
-subnetwork the slowest one sets the pace. ``--balance params`` uses tssm's default split (the
+subnetwork the slowest one sets the pace. Where n exceeds ``--max-ranks``, the serial and
+distributed TSSM runs balance the ranks' groups of subnetworks instead (``balance_workers``). ``--balance params`` uses tssm's default split (the
 authors' demo's). The ``blocks`` column records the split each run used.
 
 Outputs ``OUT/speedup.csv`` (one row per configuration), ``OUT/speedup.png`` and ``.pdf``,
@@ -158,6 +159,9 @@ def command(cfg: Config, args, run_dir: Path) -> list[str]:
         common += ["--n-test", str(args.n_test)]
     if cuts_for(cfg, args):
         common += ["--cuts", *map(str, cuts_for(cfg, args))]
+    elif cfg.mode in ("serial", "distributed") and cfg.n > args.max_ranks:
+        # n subnetworks on fewer ranks: balance the ranks' groups (serial runs get the same cuts)
+        common += ["--balance-workers", str(args.max_ranks)]
     if cfg.mode == "pipeline":
         return [*torchrun, str(PIPELINE_SCRIPT), *common, "--model", args.model, "--splits", str(cfg.n),
                 "--microbatches", str(args.microbatches), "--optimizer", "adam", "--eval", "test"]

@@ -15,7 +15,7 @@ from tssm.run import build_problem, build_stages, epoch_permutation, train
 from tssm.solvers import GsADMM, make_solver
 import itertools
 
-from tssm.split import balanced_cuts, block_flops, compute_cuts, min_max_cuts, split_model
+from tssm.split import balanced_cuts, balanced_split, block_flops, compute_cuts, group_sizes, min_max_cuts, split_model
 
 
 # ----------------------------------------------------------------------------- splitting
@@ -57,16 +57,43 @@ def test_min_max_cuts_is_optimal_against_brute_force():
         w = torch.randint(1, 50, (k,), generator=gen).tolist()
         bonus = torch.randint(0, 50, (k,), generator=gen).tolist()  # cost only outside the last part
 
-        def cost(a, b, last):
-            return sum(w[a:b]) + (0 if last else sum(bonus[a:b]))
+        def cost(a, b, j):
+            return sum(w[a:b]) + (0 if j == n - 1 else sum(bonus[a:b]))
 
         def worst(cuts):
             bounds = [0, *cuts, k]
-            return max(cost(a, b, i == n - 1) for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])))
+            return max(cost(a, b, i) for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])))
 
         best = min(worst(list(c)) for c in itertools.combinations(range(1, k), n - 1))
         got = min_max_cuts(k, n, cost)
         assert len(got) == n - 1 and got == sorted(set(got)) and worst(got) == best
+
+
+def test_balanced_split_over_workers_against_brute_force():
+    """n subnetworks on fewer workers (contiguous groups): the largest worker load is the
+    smallest possible, and with one worker per subnetwork it is the plain split."""
+    gen = torch.Generator().manual_seed(5)
+    for _ in range(30):
+        k = int(torch.randint(3, 9, (1,), generator=gen))
+        n = int(torch.randint(2, k + 1, (1,), generator=gen))
+        workers = int(torch.randint(1, n + 1, (1,), generator=gen))
+        base = torch.randint(1, 50, (k,), generator=gen).tolist()
+        extra = torch.randint(0, 30, (k,), generator=gen).tolist()
+        sizes = group_sizes(n, workers)
+        owner = [r for r, m in enumerate(sizes) for _ in range(m)]
+
+        def load(cuts):
+            bounds = [0, *cuts, k]
+            per = [0.0] * workers
+            for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
+                per[owner[i]] += sum(base[a:b]) + (0 if i == n - 1 else sum(extra[a:b]))
+            return max(per)
+
+        best = min(load(list(c)) for c in itertools.combinations(range(1, k), n - 1))
+        got = balanced_split(base, extra, n, workers)
+        assert len(got) == n - 1 and got == sorted(set(got)) and 0 < got[0] and got[-1] < k
+        assert load(got) == best
+    assert balanced_split([5, 1, 1, 5], [0] * 4, 2, 2) == balanced_split([5, 1, 1, 5], [0] * 4, 2)
 
 
 def test_block_flops_count_forward_and_backward():

@@ -49,6 +49,7 @@ class RunConfig:
     splits: int = 2
     cuts: list[int] | None = None
     balance: str = "params"  # cuts without explicit `cuts`: "params" (the demo's 5|5) or "compute" (per-step FLOPs)
+    balance_workers: int | None = None  # balance per worker holding a contiguous group of subnetworks (None: one each)
     # solver
     method: str = "gsadmm"
     epochs: int = 30
@@ -186,7 +187,7 @@ class RunConfig:
                               f"eval_every=1 (got {self.eval_every}); drop one of the two")
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
             raise ConfigError(f"threads must be a positive integer, got {self.threads!r}")
-        for key in ("n_train", "n_test"):
+        for key in ("n_train", "n_test", "balance_workers"):
             v = getattr(self, key)
             if v is not None and (not isinstance(v, int) or v < 1):
                 raise ConfigError(f"{key} must be a positive integer or null, got {v!r}")

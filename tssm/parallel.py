@@ -21,6 +21,7 @@ import torch.distributed as dist
 
 from .errors import DistributedError
 from .solvers import Phase, Stage
+from .split import group_sizes
 
 
 class LocalMailbox:
@@ -86,11 +87,7 @@ def stage_owner(num_stages: int, world_size: int) -> list[int]:
             f"{world_size} ranks for {num_stages} subnetworks: every rank needs at least one; "
             f"launch with --nproc-per-node {num_stages} or fewer"
         )
-    base, extra = divmod(num_stages, world_size)
-    owners = []
-    for r in range(world_size):
-        owners += [r] * (base + (1 if r < extra else 0))
-    return owners
+    return [r for r, size in enumerate(group_sizes(num_stages, world_size)) for _ in range(size)]
 
 
 class DistMailbox(LocalMailbox):

@@ -27,7 +27,7 @@ from .evaluate import Evaluation, finalize
 from .models import build_model
 from .parallel import DistributedExecutor, SerialExecutor, init_distributed, slurm_to_torchrun_env, stage_owner
 from .solvers import Solver, Stage, make_solver
-from .split import block_flops, check_splits, compute_cuts, split_model
+from .split import balanced_cuts, block_flops, block_sizes, check_splits, compute_cuts, split_model
 from .tracking import Recorder, environment
 
 
@@ -57,15 +57,17 @@ def build_problem(cfg: RunConfig, device: torch.device) -> Problem:
 
 
 def plan_cuts(cfg: RunConfig, problem: Problem) -> list[int] | None:
-    """The configured cuts, else (``balance: compute``) the cuts that balance per-step FLOPs;
-    ``None`` leaves ``split_model``'s parameter balance."""
-    if cfg.cuts or cfg.balance == "params" or cfg.splits == 1:
+    """The configured cuts, else the balanced ones (``balance``, ``balance_workers``);
+    ``None`` leaves ``split_model``'s plain parameter balance."""
+    if cfg.cuts or cfg.splits == 1 or (cfg.balance == "params" and not cfg.balance_workers):
         return cfg.cuts
     check_splits(cfg.splits, len(problem.model))
+    if cfg.balance == "params":
+        return balanced_cuts(block_sizes(problem.model), cfg.splits, cfg.balance_workers)
     # Solvers that recompute f_l after the W-step (Solver.output_after_step) run every
     # subnetwork but the last forward twice a step.
     extra = cfg.method in TSSM_METHODS and not (cfg.q_forward == "reuse" and cfg.schedule == "batch")
-    return compute_cuts(block_flops(problem.model, problem.data.input_shape), cfg.splits, extra)
+    return compute_cuts(block_flops(problem.model, problem.data.input_shape), cfg.splits, extra, cfg.balance_workers)
 
 
 def build_stages(cfg: RunConfig, problem: Problem) -> list[Stage]:

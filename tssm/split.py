@@ -29,12 +29,12 @@ def block_sizes(model: nn.Sequential) -> list[int]:
     return [sum(p.numel() for p in block.parameters()) for block in model]
 
 
-def min_max_cuts(k: int, n: int, part_cost: Callable[[int, int, bool], float]) -> list[int]:
-    """Cut points (block indices where subnetworks 2..n start) minimising the largest part.
+def min_max_cuts(k: int, n: int, part_cost: Callable[[int, int, int], float]) -> list[int]:
+    """Cut points (block indices where parts 2..n start) minimising the costliest part.
 
-    ``part_cost(a, b, last)`` is the cost of blocks ``a..b-1`` as one subnetwork (``last``:
-    it is the final one). Exact by dynamic programming over contiguous partitions (the
-    number of blocks is small); ties go to the earliest cut, so the split is deterministic.
+    ``part_cost(a, b, j)`` is the cost of blocks ``a..b-1`` as part ``j`` (0-based) of ``n``.
+    Exact by dynamic programming over contiguous partitions (the number of blocks is small);
+    ties go to the earliest cut, so the split is deterministic.
     """
     inf = float("inf")
     # best[j][i]: smallest max-part cost of cutting blocks[:i] into j parts.
@@ -44,7 +44,7 @@ def min_max_cuts(k: int, n: int, part_cost: Callable[[int, int, bool], float]) -
     for j in range(1, n + 1):
         for i in range(j, k + 1):
             for c in range(j - 1, i):
-                cost = max(best[j - 1][c], part_cost(c, i, j == n))
+                cost = max(best[j - 1][c], part_cost(c, i, j - 1))
                 if cost < best[j][i]:
                     best[j][i], arg[j][i] = cost, c
     cuts, i = [], k
@@ -61,10 +61,65 @@ def _prefix(values: Sequence[float]) -> list[float]:
     return out
 
 
-def balanced_cuts(sizes: Sequence[int], n: int) -> list[int]:
-    """Cuts minimising the largest sum of ``sizes`` (parameter counts) in one part."""
-    prefix = _prefix(sizes)
-    return min_max_cuts(len(sizes), n, lambda a, b, last: prefix[b] - prefix[a])
+def group_sizes(n: int, workers: int) -> list[int]:
+    """Subnetworks per worker when ``n`` are shared by ``workers``: contiguous groups, as
+    even as possible, the larger ones first (how ``tssm.parallel`` places them on ranks)."""
+    base, extra = divmod(n, workers)
+    return [base + (1 if r < extra else 0) for r in range(workers)]
+
+
+def balanced_split(base: Sequence[float], extra: Sequence[float], n: int, workers: int | None = None) -> list[int]:
+    """Cuts into ``n`` subnetworks minimising the largest load of a worker.
+
+    A subnetwork of blocks ``a..b-1`` costs ``sum(base[a:b])``, plus ``sum(extra[a:b])`` unless
+    it is the network's last. With ``workers`` < n each worker holds a contiguous group of
+    subnetworks (``group_sizes``) and its load is the sum of theirs: the groups are balanced
+    first, then each group is split evenly into its subnetworks.
+    """
+    k = len(base)
+    B, E = _prefix(base), _prefix(extra)
+
+    def stage(a: int, b: int, final: bool) -> float:
+        return B[b] - B[a] + (0 if final else E[b] - E[a])
+
+    if not workers or workers >= n:
+        return min_max_cuts(k, n, lambda a, b, j: stage(a, b, j == n - 1))
+    sizes = group_sizes(n, workers)
+
+    def even(a: int, b: int, m: int) -> list[int]:
+        """Blocks ``a..b-1`` cut into ``m`` subnetworks, none the network's last."""
+        return [a + c for c in min_max_cuts(b - a, m, lambda x, y, j: stage(a + x, a + y, False))]
+
+    def inner(a: int, b: int, w: int) -> tuple[list[int], float]:
+        """Worker ``w`` holding blocks ``a..b-1``: its subnetworks' cut points and its load."""
+        m = sizes[w]
+        if b - a < m:
+            return [], float("inf")
+        if w < workers - 1:  # every subnetwork pays the extra term: the split inside is free
+            return even(a, b, m), stage(a, b, False)
+        # The last worker holds the network's last subnetwork, which pays no extra term: its
+        # load is least when that one starts earliest; among equal loads, the most even split.
+        if m == 1:
+            return [], stage(a, b, True)
+        options = []
+        for s in range(a + m - 1, b):  # s: where the last subnetwork starts
+            cuts = even(a, s, m - 1) + [s]
+            bounds = [a, *cuts, b]
+            parts = [stage(x, y, i == m - 1) for i, (x, y) in enumerate(zip(bounds, bounds[1:]))]
+            options.append((sum(parts), max(parts), cuts))
+        load, _, cuts = min(options, key=lambda o: o[:2])
+        return cuts, load
+
+    groups = [0, *min_max_cuts(k, workers, lambda a, b, w: inner(a, b, w)[1]), k]
+    cuts: list[int] = []
+    for w, (a, b) in enumerate(zip(groups, groups[1:])):
+        cuts += ([a] if w else []) + inner(a, b, w)[0]
+    return cuts
+
+
+def balanced_cuts(sizes: Sequence[int], n: int, workers: int | None = None) -> list[int]:
+    """Cuts minimising the largest parameter count of a subnetwork (or of a worker)."""
+    return balanced_split(sizes, [0] * len(sizes), n, workers)
 
 
 def block_flops(model: nn.Sequential, input_shape: Sequence[int]) -> list[tuple[int, int]]:
@@ -92,15 +147,10 @@ def block_flops(model: nn.Sequential, input_shape: Sequence[int]) -> list[tuple[
     return out_flops
 
 
-def compute_cuts(flops: Sequence[tuple[int, int]], n: int, extra_forward: bool) -> list[int]:
-    """Cuts minimising the largest per-step FLOPs of a subnetwork; ``extra_forward``: every
-    subnetwork but the last runs its forward pass twice a step."""
-    fwd, total = _prefix([f for f, _ in flops]), _prefix([f + b for f, b in flops])
-
-    def cost(a: int, b: int, last: bool) -> float:
-        return total[b] - total[a] + (0 if last or not extra_forward else fwd[b] - fwd[a])
-
-    return min_max_cuts(len(flops), n, cost)
+def compute_cuts(flops: Sequence[tuple[int, int]], n: int, extra_forward: bool, workers: int | None = None) -> list[int]:
+    """Cuts minimising the largest per-step FLOPs of a subnetwork (or of a worker holding a
+    group of them); ``extra_forward``: every subnetwork but the last runs its forward twice."""
+    return balanced_split([f + b for f, b in flops], [f if extra_forward else 0 for f, _ in flops], n, workers)
 
 
 def check_splits(n: int, num_blocks: int) -> None:
