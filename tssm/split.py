@@ -12,6 +12,9 @@ explicit cut points the cuts minimise the largest part under one of two measures
   (gsADMM's q-step, gsAM's sweep, ``q_forward: fresh``). That extra forward is what makes
   the parameter-balanced cut lopsided: the first subnetwork does the most work and the
   others wait for it. With one rank per subnetwork, this is the balance that sets the speed.
+
+With ``balance_workers`` W < n, the n subnetworks are placed as contiguous groups on W
+workers (as ``tssm.parallel`` does) and the cuts balance the workers' loads instead.
 """
 
 from __future__ import annotations
@@ -74,7 +77,8 @@ def balanced_split(base: Sequence[float], extra: Sequence[float], n: int, worker
     A subnetwork of blocks ``a..b-1`` costs ``sum(base[a:b])``, plus ``sum(extra[a:b])`` unless
     it is the network's last. With ``workers`` < n each worker holds a contiguous group of
     subnetworks (``group_sizes``) and its load is the sum of theirs: the groups are balanced
-    first, then each group is split evenly into its subnetworks.
+    first, then each group is cut into its subnetworks, evenly (the last group: so that its
+    load is least, evenly among equal loads). Exact (a test checks it against brute force).
     """
     k = len(base)
     B, E = _prefix(base), _prefix(extra)
