@@ -19,8 +19,9 @@ Configurations (``--modes`` / ``--methods`` pick a subset):
 Cuts: unless ``--cuts`` fixes them, each configuration balances its subnetworks by the FLOPs
 of its own training step (``--balance compute``, the default here): with one rank per
 subnetwork the slowest one sets the pace. Where n exceeds ``--max-ranks``, the serial and
-distributed TSSM runs balance the ranks' groups of subnetworks instead (``balance_workers``). ``--balance params`` uses tssm's default split (the
-authors' demo's). The ``blocks`` column records the split each run used.
+distributed TSSM runs balance the ranks' groups of subnetworks instead (``balance_workers``).
+``--balance params`` uses tssm's default split (the authors' demo's). The ``blocks`` column
+records the split each run used.
 
 Outputs ``OUT/speedup.csv`` (one row per configuration), ``OUT/speedup.png`` and ``.pdf``,
 the runs under ``OUT/runs/``, and a table of the ratios on the terminal::

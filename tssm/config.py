@@ -83,6 +83,13 @@ class RunConfig:
 
     # ------------------------------------------------------------------ derived
     @property
+    def recomputes_output(self) -> bool:
+        """Whether a gsADMM/gsAM step runs each subnetwork's forward a second time after its
+        W-step (q-step / sweep at the new weights), rather than reusing the W-step's output.
+        Every subnetwork but the last pays for it; ``balance: compute`` counts it."""
+        return self.method in TSSM_METHODS and not (self.q_forward == "reuse" and self.schedule == "batch")
+
+    @property
     def w_lr(self) -> float:
         """Learning rate of the W-step (or of the backprop baseline)."""
         if self.lr is not None:

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import TSSM_METHODS, RunConfig
+from .config import RunConfig
 from .data import Dataset, load_dataset
 from .errors import ConfigError, DivergenceError, TSSMError
 from .evaluate import Evaluation, finalize
@@ -64,10 +64,8 @@ def plan_cuts(cfg: RunConfig, problem: Problem) -> list[int] | None:
     check_splits(cfg.splits, len(problem.model))
     if cfg.balance == "params":
         return balanced_cuts(block_sizes(problem.model), cfg.splits, cfg.balance_workers)
-    # Solvers that recompute f_l after the W-step (Solver.output_after_step) run every
-    # subnetwork but the last forward twice a step.
-    extra = cfg.method in TSSM_METHODS and not (cfg.q_forward == "reuse" and cfg.schedule == "batch")
-    return compute_cuts(block_flops(problem.model, problem.data.input_shape), cfg.splits, extra, cfg.balance_workers)
+    flops = block_flops(problem.model, problem.data.input_shape)
+    return compute_cuts(flops, cfg.splits, cfg.recomputes_output, cfg.balance_workers)
 
 
 def build_stages(cfg: RunConfig, problem: Problem) -> list[Stage]:
@@ -306,11 +304,12 @@ class _progress:
         self.p.start()
         desc = f"{cfg.dataset}/{cfg.model}/{cfg.method}/n{cfg.splits}/seed{cfg.seed}"
         self.task = self.p.add_task(desc, total=cfg.epochs, completed=start_epoch - 1, info="")
+        self.info = ""  # the last evaluated epoch's figures (eval_every skips some)
 
     def update(self, epoch: int, row: dict[str, float]) -> None:
         if "train_acc" in row:
             self.info = f"train {row['train_acc']:.3f} test {row['test_acc']:.3f} loss {row['train_loss']:.3g} (epoch {epoch})"
-        self.p.update(self.task, completed=epoch, info=getattr(self, "info", ""))
+        self.p.update(self.task, completed=epoch, info=self.info)
 
     def close(self) -> None:
         self.p.stop()
