@@ -21,7 +21,6 @@ import argparse
 import json
 import math
 import os
-import re
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +29,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from .layout import AXES, axes_from_path
 
 __all__ = [
     "AXES",
@@ -50,9 +51,6 @@ __all__ = [
     "write_summary",
 ]
 
-#: The grid axes of a run, in the order of the results tree. ``variant`` is None for a run
-#: without one (no variant folder) and the variant's name for one setting of a sweep.
-AXES = ("dataset", "model", "method", "splits", "seed", "variant")
 
 #: MLflow tags (and run.json ``config.tags``) of a variant: its name, and each swept field.
 VARIANT_TAG = "variant"
@@ -84,9 +82,6 @@ SUMMARY_COLUMNS = (
     "mlflow_run_id",
     "run_dir",
 )
-
-_PATH_RE = re.compile(r"(?P<dataset>[^/]+)/(?P<model>[^/]+)/(?P<method>[^/]+)/n(?P<splits>\d+)/seed(?P<seed>\d+)"
-                      r"(?:/(?P<variant>[^/]+))?/?$")
 
 #: Statuses a run can have in a summary: the CLI's three plus what the reader infers.
 STATUSES = ("finished", "diverged", "interrupted", "incomplete", "unreadable")
@@ -153,15 +148,6 @@ def find_runs(paths: Iterable[str | Path]) -> list[Path]:
     return sorted(found)
 
 
-def _axes_from_path(path: Path) -> dict[str, Any]:
-    m = _PATH_RE.search(path.as_posix())
-    if not m:
-        return {}
-    d: dict[str, Any] = m.groupdict()
-    d["splits"], d["seed"] = int(d["splits"]), int(d["seed"])
-    return d
-
-
 def _read_metrics(path: Path) -> tuple[pd.DataFrame | None, str | None]:
     f = path / "metrics.csv"
     if not f.exists():
@@ -182,7 +168,7 @@ def load_run(path: str | Path) -> Run:
     path = Path(path)
     if path.name in ("run.json", "metrics.csv"):
         path = path.parent
-    axes = _axes_from_path(path)
+    axes = axes_from_path(path)
     metrics, metrics_problem = _read_metrics(path)
     info: dict[str, Any] = {}
     problem = None

@@ -15,6 +15,10 @@ from difflib import get_close_matches
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+sys.path.insert(0, str(workflow.basedir))  # this checkout's tssm package (torch-free modules only)
+from tssm import layout
+from tssm.layout import num_blocks
+
 validate(config, schema="../../config/schema.yaml")
 
 BACKPROP = ("sgd", "adam")
@@ -33,7 +37,7 @@ REPO = str(workflow.basedir)  # the checkout holding the Snakefile (and the tssm
 FIGS = config["figures"]
 # {variant} is "" for a run without a `grid:` (the plain layout) and "/<variant name>" for one
 # setting of a sweep: results/<name>/runs/.../seed{seed}/<variant name>/
-RUN_DIR = RESULTS + "/runs/{dataset}/{model}/{method}/n{splits}/seed{seed}{variant}"
+RUN_DIR = f"{RESULTS}/{layout.RUN_DIR}"
 ENV_FILE = "../../envs/tssm.yaml"
 
 
@@ -138,17 +142,6 @@ def _point(key):
     return "/".join(str(k) for k in key if k != "")
 
 
-def _num_blocks(model, run):
-    """Blocks a model can be cut between (tssm.models); None when unknown."""
-    if model == "mlp":
-        return run.get("depth", 10)
-    if model == "cnn":
-        return 5
-    if model == "resnet":
-        return run.get("residual_blocks", 24) + 4
-    return None
-
-
 def _expand_grid(cfg):
     """{(dataset, model, method, splits, seed, variant): job} over every experiment of the config
     (variant "" for an experiment without a `grid:`)."""
@@ -166,7 +159,7 @@ def _expand_grid(cfg):
 def _expand_variant(grid, exp, label, variant, sweep, run):
     """Add the points of one experiment under one setting of its `grid:` to ``grid``."""
     where = f"experiment `{label}`"
-    blocks = _num_blocks(exp["model"], run)
+    blocks = num_blocks(exp["model"], run)
     for dataset in exp["datasets"]:
         for method in exp["methods"]:
             levels = [1] if method in BACKPROP else exp["splits"]
@@ -204,12 +197,7 @@ def _expand_variant(grid, exp, label, variant, sweep, run):
 GRID = _expand_grid(config)
 
 
-def run_dir(dataset, model, method, splits, seed, variant=""):
-    return RUN_DIR.format(dataset=dataset, model=model, method=method, splits=splits, seed=seed,
-                          variant=f"/{variant}" if variant else "")
-
-
-ALL_RUNS = [f"{run_dir(*key)}/run.json" for key in sorted(GRID, key=lambda k: tuple(map(str, k)))]
+ALL_RUNS = [f"{layout.run_dir(RESULTS, *key)}/run.json" for key in sorted(GRID, key=lambda k: tuple(map(str, k)))]
 DATASETS = sorted({key[0] for key in GRID})
 HAS_VARIANTS = any(key[5] for key in GRID)
 FIGURE_STEMS = ["figure1_train_acc", "figure2_speed", "acc_vs_splits", "time_to_target", "speedup"]
@@ -263,10 +251,7 @@ def run_tags(wc):
 
 def launcher(wc):
     """`python -m tssm`, or torchrun with one rank per worker when the point has workers > 1."""
-    job = grid_job(wc)
-    if job["workers"] > 1:
-        return f"{PYTHON} -m torch.distributed.run --standalone --nproc-per-node {job['workers']} -m tssm"
-    return f"{PYTHON} -m tssm"
+    return layout.launch_command(PYTHON, grid_job(wc)["workers"])
 
 
 def job_threads(wc):

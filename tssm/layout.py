@@ -1,0 +1,69 @@
+"""Where a run lives and how it is launched: facts the pipeline and the package share.
+
+Torch-free on purpose: the Snakefile imports this module to plan a grid (``snakemake -n``
+stays fast) and :mod:`tssm.summary` reads the same layout back. A grid point is
+``(dataset, model, method, splits, seed, variant)``; its folder is
+
+    <results>/runs/{dataset}/{model}/{method}/n{splits}/seed{seed}[/{variant}]
+
+where ``variant`` is "" for a run without a sweep and the variant's name for one setting of
+a config's ``grid:``.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+#: The grid axes of a run, in the order of the results tree.
+AXES = ("dataset", "model", "method", "splits", "seed", "variant")
+
+#: Relative to a config's results folder; ``{variant}`` is "" or "/<name>".
+RUN_DIR = "runs/{dataset}/{model}/{method}/n{splits}/seed{seed}{variant}"
+
+_PATH_RE = re.compile(r"(?P<dataset>[^/]+)/(?P<model>[^/]+)/(?P<method>[^/]+)/n(?P<splits>\d+)/seed(?P<seed>\d+)"
+                      r"(?:/(?P<variant>[^/]+))?/?$")
+
+
+def run_dir(results: str | Path, dataset: str, model: str, method: str, splits: int, seed: int,
+            variant: str = "") -> str:
+    """The folder of one grid point under a config's results folder."""
+    rel = RUN_DIR.format(dataset=dataset, model=model, method=method, splits=splits, seed=seed,
+                         variant=f"/{variant}" if variant else "")
+    return f"{results}/{rel}"
+
+
+def axes_from_path(path: str | Path) -> dict[str, Any]:
+    """The grid point of a run folder (the inverse of :func:`run_dir`); {} if it is not one.
+
+    ``variant`` is None for a run without one."""
+    m = _PATH_RE.search(Path(path).as_posix())
+    if not m:
+        return {}
+    d: dict[str, Any] = m.groupdict()
+    d["splits"], d["seed"] = int(d["splits"]), int(d["seed"])
+    return d
+
+
+def num_blocks(model: str, settings: Mapping[str, Any]) -> int | None:
+    """Blocks ``model`` can be cut between (what :func:`tssm.models.build_model` builds; a test
+    checks they agree). None for an unknown model."""
+    if model == "mlp":
+        return int(settings.get("depth", 10))
+    if model == "cnn":
+        return 5
+    if model == "resnet":
+        return int(settings.get("residual_blocks", 24)) + 4
+    return None
+
+
+def launch_command(python: str, workers: int, module: str = "tssm") -> str:
+    """``python -m tssm``, or torchrun with one rank per worker (on this machine) when
+    ``workers`` > 1: how the pipeline and the benchmarks start a run."""
+    py = shlex.quote(python)
+    if workers > 1:
+        return f"{py} -m torch.distributed.run --standalone --nproc-per-node {workers} -m {module}"
+    return f"{py} -m {module}"
