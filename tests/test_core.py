@@ -115,7 +115,7 @@ def test_compute_balance_moves_the_cut_for_the_extra_forward():
     assert compute_cuts(flops, 2, extra_forward=False) == [5]
     for balance, q_forward, blocks in (("params", "fresh", [5, 5]), ("compute", "fresh", [4, 6]),
                                        ("compute", "reuse", [5, 5])):
-        cfg = RunConfig(dataset="digits", splits=2, balance=balance, q_forward=q_forward)
+        cfg = RunConfig.from_dict(dict(dataset="digits", splits=2, balance=balance, q_forward=q_forward))
         problem = build_problem(cfg, torch.device("cpu"))
         # digits is 8x8: check the planner on it against the FLOP model directly
         want = compute_cuts(block_flops(problem.model, (1, 8, 8)), 2, q_forward == "fresh") if balance == "compute" else [5]
@@ -193,7 +193,7 @@ def test_p_step_scaling_differs_by_exactly_M(digits_cfg):
     for scaling in ("paper", "sample"):
         stages, solver, _ = _serial(digits_cfg(method="gsadmm", splits=2, scaling=scaling))
         rows = torch.arange(40)
-        grads[scaling] = solver.data_grad(stages[1], stages[1].p[rows], solver.y[rows])
+        grads[scaling] = solver.data_grad(stages[1], stages[1].state["p"][rows], solver.y[rows])
     M = solver.M
     torch.testing.assert_close(grads["sample"], grads["paper"] * M, rtol=1e-5, atol=1e-9)
     assert grads["paper"].abs().max() > 0

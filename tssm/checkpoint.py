@@ -1,9 +1,11 @@
-"""Epoch-boundary checkpoints: weights, optimizer state, auxiliary variables, clock, record.
+"""Epoch-boundary checkpoints: weights, optimizer state, the method's per-stage state and the
+loop's :class:`~tssm.run.TrainState`.
 
 One file per rank (``<out>/checkpoint/rank<r>.pt``), written atomically. A run started
 again with the same config resumes after the last finished epoch and ends with the same
 numbers as an uninterrupted run (the data order is a function of seed and epoch only). A
-checkpoint made by a different config is never reused.
+checkpoint made by a different config is never reused. Checkpoints hold tensors and plain
+data only and are loaded with ``weights_only=True``: a tampered file cannot run code.
 """
 
 from __future__ import annotations
@@ -12,28 +14,27 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 
 from .config import RunConfig
-from .solvers import Stage
+from .solvers import Solver, Stage
+
+if TYPE_CHECKING:
+    from .run import TrainState
 
 
-def save_checkpoint(path: Path, cfg: RunConfig, stages: list[Stage], epoch: int, train_clock: float,
-                    rows: list[dict], mlflow_run_id: str | None) -> None:
-    state = {
+def save_checkpoint(path: Path, cfg: RunConfig, state: "TrainState", stages: list[Stage], solver: Solver) -> None:
+    blob = {
         "config_hash": cfg.config_hash(),
-        "epoch": epoch,
-        "train_clock": train_clock,
-        "rows": rows,
-        "mlflow_run_id": mlflow_run_id,
+        "train_state": state.state_dict(),
         "torch_rng": torch.get_rng_state(),
         "stages": {
             st.index: {
                 "net": st.net.state_dict(),
                 "optimizer": st.optimizer.state_dict() if st.optimizer else None,
-                "aux": st.aux(),
+                "solver": solver.state_dict(st),
                 "init_params": st.init_params,
             }
             for st in stages
@@ -42,31 +43,36 @@ def save_checkpoint(path: Path, cfg: RunConfig, stages: list[Stage], epoch: int,
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(blob, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
-def load_checkpoint(path: Path, cfg: RunConfig, stages: list[Stage]) -> dict[str, Any] | None:
-    """Restore ``stages`` in place from ``path``; returns the checkpoint's bookkeeping or None."""
+def load_checkpoint(path: Path, cfg: RunConfig, stages: list[Stage], solver: Solver) -> "TrainState | None":
+    """Restore ``stages`` in place from ``path``; returns the saved loop state, or None when
+    there is no usable checkpoint (none, unreadable, or another config's)."""
+    from .run import TrainState
+
     if not path.exists():
         return None
     try:
-        state = torch.load(path, map_location=stages[0].p.device if stages and stages[0].p is not None else "cpu",
-                           weights_only=False)
-    except Exception as e:  # a truncated file from a kill during the (atomic) write cannot happen; be safe anyway
-        warnings.warn(f"ignoring unreadable checkpoint {path}: {e}")
-        return None
-    if state.get("config_hash") != cfg.config_hash():
-        warnings.warn(f"ignoring checkpoint {path}: it was made by a different config; starting from scratch")
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        if blob.get("config_hash") != cfg.config_hash():
+            warnings.warn(f"ignoring checkpoint {path}: it was made by a different config; starting from scratch")
+            return None
+        saved = [blob["stages"][st.index] for st in stages]
+    except Exception as e:  # not a checkpoint of ours, truncated, or made for other ranks
+        warnings.warn(f"ignoring unusable checkpoint {path} ({type(e).__name__}: {e}); starting from scratch")
         return None
     device = next(iter(stages[0].net.parameters())).device if stages else torch.device("cpu")
-    for st in stages:
-        s = state["stages"][st.index]
+    for st, s in zip(stages, saved):
         st.net.load_state_dict(s["net"])
         if st.optimizer and s["optimizer"]:
             st.optimizer.load_state_dict(s["optimizer"])
-        for name, t in s["aux"].items():
-            setattr(st, name, t.to(device))
+        solver.load_state_dict(st, s["solver"])
         st.init_params = [t.to(device) for t in s["init_params"]]
-    torch.set_rng_state(state["torch_rng"])
-    return state
+    torch.set_rng_state(blob["torch_rng"])
+    return TrainState.from_state_dict(blob["train_state"])

@@ -2,7 +2,8 @@
 ``tssm summary ...`` and ``tssm figures ...`` are :mod:`tssm.summary` and :mod:`tssm.figures`
 (the rest of the command line goes to them unchanged).
 
-Every field of :class:`tssm.config.RunConfig` is a flag (``--tau1``, ``--p-grad`` ...);
+Every field of :class:`tssm.config.RunConfig` and of each method's settings is a flag
+(``--tau1``, ``--p-grad`` ...), grouped as ``--help`` shows;
 ``--config FILE`` reads a YAML mapping first, and flags given on the command line win.
 Errors the user can fix are printed as one line and exit with status 2.
 """
@@ -12,11 +13,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import types
 import typing
 from dataclasses import MISSING, fields
+from typing import Any
 
-from .config import RunConfig
+from . import __version__
+from .config import RunConfig, field_type
 from .errors import TSSMError
 
 
@@ -35,26 +37,58 @@ def _optional(t):
     return parse
 
 
+def _flag_specs() -> list[tuple[str, type, Any, list[str]]]:
+    """(field name, its dataclass, the field, the methods that read it) of every option:
+    the common fields of RunConfig, then each method's settings (once, with its readers)."""
+    from .solvers import SOLVERS
+
+    specs = [(f.name, RunConfig, f, []) for f in fields(RunConfig) if f.name != "settings"]
+    seen: dict[str, list[str]] = {}
+    for method, solver in SOLVERS.items():
+        for f in fields(solver.Settings):
+            if f.name not in seen:
+                seen[f.name] = []
+                specs.append((f.name, solver.Settings, f, seen[f.name]))
+            seen[f.name].append(method)
+    return specs
+
+
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
-    hints = typing.get_type_hints(RunConfig)
-    for f in fields(RunConfig):
-        flag = "--" + f.name.replace("_", "-")
-        hint = hints[f.name]
-        union = typing.get_origin(hint) in (typing.Union, types.UnionType)
-        optional = union and type(None) in typing.get_args(hint)
-        base = next(a for a in typing.get_args(hint) if a is not type(None)) if union else hint
+    """One flag per option, in groups, with its help, allowed values and default."""
+    from .solvers import SOLVERS
+
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for name, owner, f, readers in _flag_specs():
+        meta = f.metadata
+        if readers:
+            title = "settings of " + ", ".join(readers)
+        else:
+            title = meta.get("group", "other")
+        if title not in groups:
+            groups[title] = p.add_argument_group(title)
+        g = groups[title]
+        base, optional = field_type(owner, name)
         default = f.default if f.default is not MISSING else f.default_factory()
-        help_ = f"(default: {default})"
+        choices = meta.get("choices") or (tuple(SOLVERS) if name == "method" else ())
+        help_ = meta.get("help", "") + (f" {{{', '.join(map(str, choices))}}}" if choices else "") + f" (default: {default})"
+        flag = "--" + name.replace("_", "-")
         if base is bool:
-            p.add_argument(flag, type=_parse_bool, default=None, metavar="BOOL", help=help_)
+            g.add_argument(flag, type=_parse_bool, default=None, metavar="BOOL", help=help_)
         elif typing.get_origin(base) is list:
-            p.add_argument(flag, type=int, nargs="*", default=None, help="block indices where subnetworks 2..n start " + help_)
+            g.add_argument(flag, type=int, nargs="*", default=None, metavar="BLOCK", help=help_)
         elif typing.get_origin(base) is dict:
-            p.add_argument(flag, type=lambda s: tuple(s.split("=", 1)), action="append", default=None,
-                           metavar="KEY=VALUE", help="extra MLflow tag (repeatable)")
+            g.add_argument(flag, type=_tag, action="append", default=None, metavar="KEY=VALUE",
+                           help=meta.get("help", "") + " (repeatable)")
         else:
             typ = _optional(base) if optional else base
-            p.add_argument(flag, type=typ, default=None, help=help_)
+            g.add_argument(flag, type=typ, default=None, metavar=name.upper(), help=help_)
+
+
+def _tag(s: str) -> tuple[str, str]:
+    if "=" not in s:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {s!r}")
+    key, value = s.split("=", 1)
+    return key, value
 
 
 #: Subcommands that hand the rest of the command line to a module's main(argv, prog).
@@ -72,6 +106,7 @@ def _forward(command: str, argv: list[str]) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tssm", description="Tunable Subnetwork Splitting benchmark")
+    parser.add_argument("--version", action="version", version=f"tssm-bench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     tr = sub.add_parser("train", help="train one configuration and record it",
                         description="Train one configuration. Under torchrun, one rank per subnetwork.")
@@ -85,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
-    given = {f.name: getattr(args, f.name) for f in fields(RunConfig) if getattr(args, f.name) is not None}
+    given = {name: getattr(args, name) for name, *_ in _flag_specs() if getattr(args, name) is not None}
     if "tags" in given:
         given["tags"] = dict(given["tags"])
     if args.config:

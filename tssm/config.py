@@ -1,7 +1,13 @@
-"""One run's configuration: every knob of the problem, the split, the solver and the executor.
+"""One run's configuration: the problem, the split, training, execution and recording, plus
+the settings section of the chosen method.
 
-The same dataclass is filled from CLI flags, a YAML file (``--config``) or the pipeline,
-and is validated once, early, with errors that name the bad key and the fix.
+Settings are scoped to the method that reads them: ``rho`` belongs to gsADMM's section, so
+an Adam run neither accepts it nor hashes it. Every field is declared once, with its help
+text, its group and its allowed values (:func:`option`); the validation, the CLI's
+``--help`` and the pipeline's schema checks all read those declarations. A config is
+filled from flat keys (CLI flags, a YAML mapping or a pipeline grid point): a key goes to the
+common section or to the method's section, and is refused, naming the methods that read it,
+when the chosen method does not.
 """
 
 from __future__ import annotations
@@ -10,23 +16,109 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import math
+import types
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
 
-METHODS = ("gsadmm", "gsam", "sgd", "adam", "frozen")
-TSSM_METHODS = ("gsadmm", "gsam")
-BACKPROP_METHODS = ("sgd", "adam")
-SCHEDULES = ("batch", "epoch")
-P_GRADS = ("fused", "exact")
-Q_FORWARDS = ("fresh", "reuse")
-SCALINGS = ("paper", "sample")
-OPTIMIZERS = ("sgd", "adam")
-OPTIMIZER_IMPLS = ("fused", "foreach", "forloop")  # torch.optim's three implementations of one update
-BALANCES = ("params", "compute")
+#: Option groups, in the order ``tssm train --help`` lists them.
+GROUPS = ("problem", "split", "training", "method", "execution", "tracking")
+
+
+def option(default: Any = dataclasses.MISSING, *, help: str, group: str = "method", choices: tuple = (),
+           minimum: float | None = None, positive: bool = False, hint: str = "", describe: str = "",
+           factory=None) -> Any:
+    """A config field with what the CLI, the validation and the docs need to know about it.
+
+    ``minimum`` (integers) and ``positive`` (numbers) are checked by :func:`check_fields`;
+    ``hint`` is appended to the error message (e.g. the paper's value), ``describe`` replaces
+    its "a positive integer"."""
+    meta = {"help": help, "group": group, "choices": tuple(choices), "minimum": minimum, "positive": positive,
+            "hint": hint, "describe": describe}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def field_type(cls: type, name: str) -> tuple[Any, bool]:
+    """(base type, optional) of a dataclass field: ``int | None`` -> (int, True)."""
+    hint = typing.get_type_hints(cls)[name]
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        return next(a for a in args if a is not type(None)), type(None) in args
+    return hint, False
+
+
+def _type_error(key: str, value: Any, meta: dict, base: Any) -> str | None:
+    """Why ``value`` is not a valid ``key`` (None if it is); strict: no strings for numbers,
+    no booleans for integers, no NaN or infinity."""
+    hint = f" ({meta['hint']})" if meta.get("hint") else ""
+    if meta.get("choices"):
+        if value not in meta["choices"]:
+            return f"unknown {key} {value!r}; choose one of {', '.join(map(str, meta['choices']))}"
+        return None
+    if base is bool:
+        return None if isinstance(value, bool) else f"{key} must be true or false, got {value!r}"
+    if base is int:
+        minimum = meta.get("minimum")
+        ok = isinstance(value, int) and not isinstance(value, bool) and (minimum is None or value >= minimum)
+        if ok:
+            return None
+        what = meta.get("describe") or {1: "a positive integer", 0: "a non-negative integer", None: "an integer"}.get(
+            minimum, f"an integer >= {minimum}")
+        return f"{key} must be {what}, got {value!r}{hint}"
+    if base is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if ok and (not meta.get("positive") or value > 0):
+            return None
+        what = "a positive number" if meta.get("positive") else "a finite number"
+        return f"{key} must be {what}, got {value!r}{hint}"
+    if base is str:
+        return None if isinstance(value, str) else f"{key} must be a string, got {value!r}"
+    origin = typing.get_origin(base)
+    if origin is list:
+        if isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            return None
+        return f"{key} must be a list of integers, got {value!r}"
+    if origin is dict:
+        if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+            return None
+        return f"{key} must be a mapping of names to values, got {value!r}"
+    return None
+
+
+def check_fields(obj: Any) -> None:
+    """Check every field of a config dataclass against its declaration (type, range, choices)."""
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        base, optional = field_type(type(obj), f.name)
+        if value is None and optional:
+            continue
+        problem = _type_error(f.name, value, f.metadata, base)
+        if problem:
+            raise ConfigError(problem)
+
+
+@dataclass
+class MethodSettings:
+    """Settings of a method that reads none beyond the common ones (its section is empty)."""
+
+    def validate(self) -> None:
+        check_fields(self)
+
+    def lr(self, common_lr: float | None, default_optimizer: str) -> tuple[str, float]:
+        """(optimizer, learning rate) of the method's gradient steps."""
+        return default_optimizer, common_lr if common_lr is not None else DEFAULT_LR[default_optimizer]
+
+
 DEFAULT_LR = {"sgd": 0.01, "adam": 0.001}
+
+#: Fields of RunConfig that do not change the numbers (where a run goes, how it is recorded).
+RECORDING = ("data_root", "download", "threads", "out", "tracking_uri", "experiment", "mlflow", "checkpoint", "tags")
 
 
 @dataclass
@@ -34,95 +126,127 @@ class RunConfig:
     """Everything that determines a run's numbers (and where they go)."""
 
     # problem
-    dataset: str = "digits"
-    data_root: str = "data"
-    download: bool = True
-    n_train: int | None = None  # first rows only, for quick runs (None: all)
-    n_test: int | None = None
-    model: str = "mlp"
-    width: int = 512
-    depth: int = 10
-    channels: int | None = None
-    residual_blocks: int = 24
-    init: str = "kaiming"  # "kaiming" (He), "torch" (PyTorch default) or "demo" (authors' demo: N(0, 0.1), zero bias)
+    dataset: str = option("digits", group="problem", help="dataset (digits is embedded; the others come through torchvision)")
+    data_root: str = option("data", group="problem", help="folder of the torchvision datasets")
+    download: bool = option(True, group="problem", help="download a dataset that is not on disk")
+    n_train: int | None = option(None, group="problem", minimum=1, help="first rows of the training set only (null: all)")
+    n_test: int | None = option(None, group="problem", minimum=1, help="first rows of the test set only (null: all)")
+    model: str = option("mlp", group="problem", help="network (see README: the paper's MLP, CNN, ResNet-like)")
+    width: int = option(512, group="problem", minimum=1, help="units per hidden layer (mlp, and the dense layers of cnn/resnet)")
+    depth: int = option(10, group="problem", minimum=1, help="layers of the mlp (each one block)")
+    channels: int | None = option(None, group="problem", minimum=1, help="channels of the resnet (null: 64)")
+    residual_blocks: int = option(24, group="problem", minimum=1, help="residual blocks of the resnet")
+    init: str = option("kaiming", group="problem", help="weight initialisation: He (kaiming), PyTorch's default (torch) "
+                       "or the authors' demo, N(0, 0.1) with zero bias (demo)")
     # split
-    splits: int = 2
-    cuts: list[int] | None = None
-    balance: str = "params"  # cuts without explicit `cuts`: "params" (the demo's 5|5) or "compute" (per-step FLOPs)
-    balance_workers: int | None = None  # balance per worker holding a contiguous group of subnetworks (None: one each)
-    # solver
-    method: str = "gsadmm"
-    epochs: int = 30
-    batch_size: int = 120
-    seed: int = 0
-    optimizer: str = "adam"  # W-step optimizer of gsadmm/gsam/frozen
-    optimizer_impl: str = "fused"  # torch.optim kernel: "fused" (one kernel per step), "foreach" or "forloop"
-    lr: float | None = None  # W-step/backprop learning rate; None: 1/tau1 if tau1 is set, else sgd 0.01, adam 0.001
-    alpha: float = 1.0
-    rho: float = 1.0
-    tau1: float | None = None  # the paper's W-step step size 1/tau1 (paper: 100); None: use lr's default
-    tau2: float = 100.0
-    schedule: str = "batch"  # "batch": p,q,u on minibatch rows every step; "epoch": full data once per epoch
-    p_grad: str = "fused"  # "fused": data gradient of p from the W-step's backward; "exact": recomputed after it
-    q_forward: str = "fresh"  # "fresh": f_l at the new W, p (paper); "reuse": the W-step's forward (batch schedule)
-    scaling: str = "paper"  # "paper": objective averaged over M; "sample": summed (loss gradient not shrunk by 1/M)
-    safeguard: float | None = None  # epoch schedule: restore weights if train loss rose by more than this
-    # executor
-    device: str = "cpu"
-    threads: int | None = None
-    eval_batch: int = 8192
-    eval_every: int = 1  # full train/test metrics every k epochs and at the last; epochs between record timing only
-    dist_timeout: float = 300.0  # seconds a rank waits for a peer before giving up
+    splits: int | None = option(None, group="split", minimum=1, hint="1 = plain backprop", describe="an integer >= 1",
+                                help="number of subnetworks n (1 = plain backprop; default 1 for end-to-end methods, else 2)")
+    cuts: list[int] | None = option(None, group="split", help="block indices where subnetworks 2..n start (null: balanced)")
+    balance: str = option("params", group="split", choices=("params", "compute"),
+                          help="what balanced cuts even out: parameter count (the demo's 5|5) or per-step FLOPs")
+    balance_workers: int | None = option(None, group="split", minimum=1,
+                                         help="balance the load of this many workers, each holding a contiguous group of subnetworks")
+    # training (every method)
+    method: str = option("gsadmm", group="training", help="training method")
+    epochs: int = option(30, group="training", minimum=1, help="passes over the training set")
+    batch_size: int = option(120, group="training", minimum=1, help="minibatch rows per step")
+    seed: int = option(0, group="training", minimum=0, help="seed of the initial weights and the data order")
+    optimizer_impl: str = option("fused", group="training", choices=("fused", "foreach", "forloop"),
+                                 help="torch.optim implementation of the same update (they differ in rounding only)")
+    lr: float | None = option(None, group="training", positive=True,
+                              help="learning rate of the gradient steps (null: 1/tau1 if set, else sgd 0.01, adam 0.001)")
+    # execution
+    device: str = option("cpu", group="execution", help="cpu, cuda, cuda:N or auto")
+    threads: int | None = option(None, group="execution", minimum=1, help="CPU threads per worker (null: cores / workers)")
+    chunk_rows: int = option(8192, group="execution", minimum=1,
+                             help="rows per forward pass when a whole set goes through a network (evaluation, full-data steps)")
+    eval_every: int = option(1, group="execution", minimum=1,
+                             help="full train/test metrics every k epochs and at the last (timing is recorded every epoch)")
+    dist_timeout: float = option(300.0, group="execution", positive=True, help="seconds a rank waits for a peer before giving up")
     # recording
-    out: str = "results/runs/default"
-    tracking_uri: str | None = None
-    experiment: str = "tssm"
-    mlflow: bool = True
-    checkpoint: bool = True
-    tags: dict[str, str] = field(default_factory=dict)
+    out: str = option("results/runs/default", group="tracking", help="run folder (metrics.csv, run.json, checkpoints)")
+    tracking_uri: str | None = option(None, group="tracking",
+                                      help="MLflow tracking URI (null: $MLFLOW_TRACKING_URI, else sqlite:///results/mlflow.db)")
+    experiment: str = option("tssm", group="tracking", help="MLflow experiment")
+    mlflow: bool = option(True, group="tracking", help="record the run in MLflow")
+    checkpoint: bool = option(True, group="tracking", help="checkpoint every epoch and resume from it")
+    tags: dict[str, str] = option(group="tracking", factory=dict, help="extra MLflow tags")
+    # the chosen method's section (its Settings dataclass); filled from flat keys by from_dict
+    settings: MethodSettings | None = field(default=None, repr=False)
+
+    def __post_init__(self):
+        if isinstance(self.method, str) and self.method in method_names():
+            if self.settings is None:
+                self.settings = method_class(self.method).Settings()
+            if self.splits is None:  # 1 for an end-to-end method, 2 for a split method
+                self.splits = 1 if method_class(self.method).end_to_end else 2
 
     # ------------------------------------------------------------------ derived
+    def __getattr__(self, name: str) -> Any:
+        """Read access to the method's settings (``cfg.rho``); an error naming the method
+        when it has no such setting."""
+        if name.startswith("__") or name == "settings":
+            raise AttributeError(name)
+        settings = self.__dict__.get("settings")
+        if settings is not None and name in {f.name for f in fields(settings)}:
+            return getattr(settings, name)
+        raise AttributeError(f"{type(self).__name__} has no field {name!r} (method {self.__dict__.get('method')!r} "
+                             f"does not read it)")
+
+    @property
+    def method_class(self):
+        return method_class(self.method)
+
     @property
     def recomputes_output(self) -> bool:
-        """Whether a gsADMM/gsAM step runs each subnetwork's forward a second time after its
-        W-step (q-step / sweep at the new weights), rather than reusing the W-step's output.
-        Every subnetwork but the last pays for it; ``balance: compute`` counts it."""
-        return self.method in TSSM_METHODS and not (self.q_forward == "reuse" and self.schedule == "batch")
+        """Whether a step runs each subnetwork's forward a second time after its W-step
+        (the method's answer; ``balance: compute`` counts it)."""
+        return self.method_class.recomputes_output(self.settings)
+
+    @property
+    def w_optimizer(self) -> str:
+        return self.settings.lr(self.lr, self.method_class.default_optimizer)[0]
 
     @property
     def w_lr(self) -> float:
         """Learning rate of the W-step (or of the backprop baseline)."""
-        if self.lr is not None:
-            return self.lr
-        if self.tau1 is not None and self.method not in BACKPROP_METHODS:
-            return 1.0 / self.tau1
-        return DEFAULT_LR[self.w_optimizer]
-
-    @property
-    def w_optimizer(self) -> str:
-        return self.method if self.method in BACKPROP_METHODS else self.optimizer
+        return self.settings.lr(self.lr, self.method_class.default_optimizer)[1]
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Flat: the common fields, then the method's settings (what run.json records)."""
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "settings"}
+        d.update(asdict(self.settings) if self.settings is not None else {})
+        return json.loads(json.dumps(d))  # plain data (lists, not tuples)
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """What changes the numbers: ``to_dict`` without where the run goes and how it is recorded."""
+        return {k: v for k, v in self.to_dict().items() if k not in RECORDING}
 
     def config_hash(self) -> str:
-        """Hash of everything that changes the numbers (not where they are written)."""
-        skip = {"out", "tracking_uri", "experiment", "mlflow", "checkpoint", "tags", "threads", "data_root", "download"}
-        d = {k: v for k, v in self.to_dict().items() if k not in skip}
-        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+        """Hash of everything that changes the numbers: the common fields and the chosen
+        method's section, nothing another method reads."""
+        return hashlib.sha256(json.dumps(self.hyperparameters(), sort_keys=True).encode()).hexdigest()[:16]
 
     # ------------------------------------------------------------------ building
     @classmethod
+    def common_keys(cls) -> list[str]:
+        return [f.name for f in fields(cls) if f.name != "settings"]
+
+    @classmethod
     def from_dict(cls, values: dict[str, Any], *, source: str = "config") -> "RunConfig":
-        known = {f.name: f for f in fields(cls)}
-        unknown = [k for k in values if k not in known]
-        if unknown:
-            hints = []
-            for k in unknown:
-                close = difflib.get_close_matches(k, known, n=1)
-                hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-            raise ConfigError(f"unknown key(s) in {source}: {', '.join(hints)}; valid keys: {', '.join(known)}")
-        cfg = cls(**values)
+        """A validated config from flat keys; each key is a common field or a setting of the
+        chosen method."""
+        values = dict(values)
+        common = {k: values.pop(k) for k in cls.common_keys() if k in values}
+        method = common.get("method", "gsadmm")
+        if not isinstance(method, str) or method not in method_names():
+            raise ConfigError(f"unknown method {method!r}; choose one of {', '.join(method_names())}")
+        settings_cls = method_class(method).Settings
+        own = {f.name for f in fields(settings_cls)}
+        scoped = {k: values.pop(k) for k in list(values) if k in own}
+        if values:
+            raise ConfigError(_unknown_keys_message(values, method, source, cls.common_keys() + sorted(own)))
+        cfg = cls(**common, settings=settings_cls(**scoped))
         cfg.validate()
         return cfg
 
@@ -131,11 +255,11 @@ class RunConfig:
         import yaml
 
         path = Path(path)
-        if not path.exists():
-            raise ConfigError(f"config file {path} does not exist")
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist or is not a file")
         try:
             values = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
             raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
         if not isinstance(values, dict):
             raise ConfigError(f"config file {path} must hold a mapping of keys to values, got {type(values).__name__}")
@@ -143,62 +267,66 @@ class RunConfig:
         return cls.from_dict(values, source=str(path))
 
     def replace(self, **changes: Any) -> "RunConfig":
-        cfg = dataclasses.replace(self, **changes)
-        cfg.validate()
-        return cfg
+        """A copy with some flat keys changed (common or the method's)."""
+        values = self.to_dict()
+        if "method" in changes and changes["method"] != self.method:  # the other method's defaults
+            values = {k: v for k, v in values.items() if k in self.common_keys() and k != "splits"}
+        return type(self).from_dict({**values, **changes})
 
     # ------------------------------------------------------------------ validation
     def validate(self) -> None:
         from .data import DATASETS
         from .models import INITS, MODELS
 
-        def choice(key: str, options: tuple[str, ...]) -> None:
-            v = getattr(self, key)
-            if v not in options:
-                raise ConfigError(f"unknown {key} {v!r}; choose one of {', '.join(options)}")
-
-        choice("dataset", DATASETS)
-        choice("model", MODELS)
-        choice("method", METHODS)
-        choice("schedule", SCHEDULES)
-        choice("p_grad", P_GRADS)
-        choice("q_forward", Q_FORWARDS)
-        choice("scaling", SCALINGS)
-        choice("optimizer", OPTIMIZERS)
-        choice("optimizer_impl", OPTIMIZER_IMPLS)
-        choice("balance", BALANCES)
-        choice("init", INITS)
-        for key in ("width", "depth", "residual_blocks", "epochs", "batch_size", "eval_batch", "eval_every"):
-            v = getattr(self, key)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ConfigError(f"{key} must be a positive integer, got {v!r}")
-        for key in ("alpha", "rho", "tau1", "tau2"):
-            v = getattr(self, key)
-            if key == "tau1" and v is None:
-                continue
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0:
-                raise ConfigError(f"{key} must be a positive number, got {v!r} (the paper uses alpha=rho=1, tau1=tau2=100)")
-        if self.lr is not None and (not isinstance(self.lr, (int, float)) or not self.lr > 0):
-            raise ConfigError(f"lr must be a positive number, got {self.lr!r}")
-        if not isinstance(self.splits, int) or isinstance(self.splits, bool) or self.splits < 1:
-            raise ConfigError(f"splits must be an integer >= 1 (1 = plain backprop), got {self.splits!r}")
-        if self.method in BACKPROP_METHODS and self.splits != 1:
+        if self.method not in method_names():
+            raise ConfigError(f"unknown method {self.method!r}; choose one of {', '.join(method_names())}")
+        for key, options in (("dataset", DATASETS), ("model", MODELS), ("init", INITS)):
+            if getattr(self, key) not in options:
+                raise ConfigError(f"unknown {key} {getattr(self, key)!r}; choose one of {', '.join(options)}")
+        check_fields(self)
+        if not isinstance(self.settings, self.method_class.Settings):
+            raise ConfigError(f"method {self.method!r} takes {self.method_class.Settings.__name__}, "
+                              f"got {type(self.settings).__name__}")
+        self.settings.validate()
+        if self.method_class.end_to_end and self.splits != 1:
             raise ConfigError(
                 f"method {self.method!r} is end-to-end backprop and trains the whole network: use splits=1 "
                 f"(got splits={self.splits}); the 'frozen' control or gsadmm/gsam use the split"
             )
-        if self.safeguard is not None and not (isinstance(self.safeguard, (int, float)) and self.safeguard > 0):
-            raise ConfigError(f"safeguard must be a positive number or null, got {self.safeguard!r}")
-        if self.safeguard is not None and self.schedule == "epoch" and self.eval_every != 1:
+        if getattr(self.settings, "safeguard", None) is not None and self.eval_every != 1:
             raise ConfigError(f"safeguard compares every epoch's training loss with the last one: it needs "
                               f"eval_every=1 (got {self.eval_every}); drop one of the two")
-        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
-            raise ConfigError(f"threads must be a positive integer, got {self.threads!r}")
-        for key in ("n_train", "n_test", "balance_workers"):
-            v = getattr(self, key)
-            if v is not None and (not isinstance(v, int) or v < 1):
-                raise ConfigError(f"{key} must be a positive integer or null, got {v!r}")
-        if not isinstance(self.seed, int) or self.seed < 0:
-            raise ConfigError(f"seed must be a non-negative integer, got {self.seed!r}")
+        if self.seed >= 2**31:
+            raise ConfigError(f"seed must be below 2**31, got {self.seed}")
         if self.device not in ("cpu", "cuda", "auto") and not str(self.device).startswith("cuda:"):
             raise ConfigError(f"device must be cpu, cuda, cuda:N or auto, got {self.device!r}")
+
+
+def _unknown_keys_message(values: dict[str, Any], method: str, source: str, known: list[str]) -> str:
+    """Name each unknown key: another method's setting (say which), or a likely typo."""
+    readers = {}
+    for name in method_names():
+        for f in fields(method_class(name).Settings):
+            readers.setdefault(f.name, []).append(name)
+    hints = []
+    for k in values:
+        if k in readers:
+            hints.append(f"{k!r} is a setting of {', '.join(readers[k])}, not of method {method!r}")
+        else:
+            close = difflib.get_close_matches(k, known + list(readers), n=1)
+            hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    if all(k in readers for k in values):
+        return f"in {source}: " + "; ".join(hints)
+    return f"unknown key(s) in {source}: {', '.join(hints)}; valid keys: {', '.join(known)}"
+
+
+def method_names() -> tuple[str, ...]:
+    from .solvers import SOLVERS
+
+    return tuple(SOLVERS)
+
+
+def method_class(name: str):
+    from .solvers import SOLVERS
+
+    return SOLVERS[name]

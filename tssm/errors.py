@@ -19,7 +19,19 @@ class DataUnavailableError(TSSMError):
 
 
 class DivergenceError(TSSMError):
-    """A loss or auxiliary variable became NaN or Inf."""
+    """A loss or auxiliary variable became NaN or Inf (in ``epoch``, when known)."""
+
+    def __init__(self, message: str, epoch: int | None = None):
+        super().__init__(message)
+        self.epoch = epoch
+
+    def at_epoch(self, epoch: int) -> str:
+        """The message, naming the epoch (the one the error knows, else ``epoch``)."""
+        return str(self) if self.epoch is not None else f"run diverged in epoch {epoch}: {self}"
+
+
+class Interrupted(TSSMError):
+    """A run stopped by a signal or the user after a checkpoint; rerunning resumes it."""
 
 
 class DistributedError(TSSMError):

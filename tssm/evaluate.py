@@ -19,7 +19,7 @@ DIAG_ROWS = 2048  # rows on which the p-step's two parts are measured (diagnosti
 
 
 def _composed(solver: Solver, stage: Stage, box: Mailbox, x: torch.Tensor, y: torch.Tensor, key: str, sums: dict) -> None:
-    chunk = solver.cfg.eval_batch
+    chunk = solver.cfg.chunk_rows
     h = x if stage.first else box.recv(stage.index - 1, stage.index, (len(x), *stage.in_shape))
     out = forward_rows(stage.net, h, chunk)
     if stage.last:
@@ -46,7 +46,7 @@ class Evaluation:
     def __init__(self, solver: Solver, x_test: torch.Tensor, y_test: torch.Tensor):
         self.solver, self.x_test, self.y_test = solver, x_test, y_test
         self.sums: dict[str, float] = {}
-        self._scratch: dict[int, dict[str, torch.Tensor]] = {}
+        self._targets: dict[int, torch.Tensor] = {}  # each stage's W-step target on the diagnostic rows
 
     def phases(self):
         ph = [self.composed]
@@ -62,29 +62,22 @@ class Evaluation:
 
     def send_p_back(self, stage: Stage, rows, box: Mailbox) -> None:
         if not stage.first:
-            box.send(stage.index, stage.index - 1, stage.p)
+            box.send(stage.index, stage.index - 1, stage.state["p"])
 
     def aux_terms(self, stage: Stage, rows, box: Mailbox) -> None:
-        """Fit and constraint residuals of the cut after this stage; R on p_n for the last."""
+        """Fit and constraint residuals of the cut after this stage (the method's
+        ``cut_terms``); R on p_n for the last."""
         s, l, sums = self.solver, stage.index + 1, self.sums
-        f = forward_rows(stage.net, s.inputs(stage, slice(None)), s.cfg.eval_batch)
-        scratch = self._scratch.setdefault(stage.index, {})
+        f = forward_rows(stage.net, s.inputs(stage, slice(None)), s.cfg.chunk_rows)
         if stage.last:
             sums["aux_loss_sum"] = F.cross_entropy(f, s.y, reduction="sum").item()
             return
         p_next = box.recv(stage.index + 1, stage.index, (s.M, *stage.out_shape))
-        if stage.q is not None:  # gsADMM
-            sums[f"fit_{l}"] = (f - stage.q).norm().item()
-            r = p_next - stage.q
-            sums[f"resid_{l}"] = r.norm().item()
-            sums[f"coupling_{l}"] = (stage.u * r).sum().item() + 0.5 * s.cfg.rho * r.pow(2).sum().item()
-            box.send(stage.index, stage.index + 1, stage.q[:DIAG_ROWS])
-            box.send(stage.index, stage.index + 1, stage.u[:DIAG_ROWS])
-        else:  # gsAM: the constraint is the fit itself
-            sums[f"fit_{l}"] = sums[f"resid_{l}"] = (p_next - f).norm().item()
-            box.send(stage.index, stage.index + 1, f[:DIAG_ROWS])
-        sums[f"omega_{l}"] = 0.5 * s.cfg.alpha * sums[f"fit_{l}"] ** 2
-        scratch["target"] = (stage.q if stage.q is not None else p_next)[:DIAG_ROWS]
+        terms, message, target = s.cut_terms(stage, f, p_next, min(DIAG_ROWS, s.M))
+        sums.update({f"{k}_{l}": v for k, v in terms.items()})
+        sums[f"omega_{l}"] = 0.5 * s.settings.alpha * sums[f"fit_{l}"] ** 2
+        box.send(stage.index, stage.index + 1, message)
+        self._targets[stage.index] = target
 
     def p_step_parts(self, stage: Stage, rows, box: Mailbox) -> None:
         """Norms (RMS per row, first DIAG_ROWS rows) of the p-step's data and coupling parts."""
@@ -92,16 +85,11 @@ class Evaluation:
             return
         s, l = self.solver, stage.index + 1
         n = min(DIAG_ROWS, s.M)
-        target = s.y[:n] if stage.last else self._scratch[stage.index]["target"]
-        p = stage.p[:n]
+        target = s.y[:n] if stage.last else self._targets[stage.index]
+        p = stage.state["p"][:n]
         with torch.enable_grad():
             g = s.data_grad(stage, p, target)
-        if s.name == "gsadmm":
-            q_prev = box.recv(stage.index - 1, stage.index, (n, *stage.in_shape))
-            u_prev = box.recv(stage.index - 1, stage.index, (n, *stage.in_shape))
-            coupling = u_prev + s.cfg.rho * (p - q_prev)
-        else:
-            coupling = s.c * s.cfg.alpha * (p - box.recv(stage.index - 1, stage.index, (n, *stage.in_shape)))
+        coupling = s.p_coupling(stage, p, box)
         self.sums[f"pgrad_data_{l}"] = g.norm().item() / math.sqrt(n)
         self.sums[f"pgrad_coupling_{l}"] = coupling.norm().item() / math.sqrt(n)
 
@@ -118,7 +106,7 @@ def finalize(sums: dict[str, float], solver: Solver, n_test: int) -> dict[str, f
     if "aux_loss_sum" in sums:
         omega = sum(v for k, v in sums.items() if k.startswith("omega_"))
         # The TSSM objective (Problem 2/3), with the solver's scaling: paper = averaged over M.
-        m["objective"] = solver.c * (sums.pop("aux_loss_sum") + omega)
+        m["objective"] = solver.data_scale * (sums.pop("aux_loss_sum") + omega)
         m["residual"] = sum(v for k, v in sums.items() if k.startswith("resid_"))
         coupling = [sums.pop(k) for k in [k for k in sums if k.startswith("coupling_")]]
         if coupling:

@@ -15,6 +15,7 @@ import datetime
 import os
 import time
 from collections.abc import Sequence
+from typing import Protocol
 
 import torch
 import torch.distributed as dist
@@ -22,6 +23,32 @@ import torch.distributed as dist
 from .errors import DistributedError
 from .solvers import Phase, Stage
 from .split import group_sizes
+
+
+class Executor(Protocol):
+    """Where a solver's phases run: the stages this process holds and how it talks to the others."""
+
+    rank: int
+    world_size: int
+    is_main: bool
+    stages: list[Stage]
+
+    def run(self, phases: Sequence[Phase], rows: torch.Tensor) -> None:
+        """Every phase, for every stage held, in stage order."""
+
+    def drain(self) -> None:
+        """End of a pass: deliver every message in flight (an unread one is a phase-order bug)."""
+
+    def all_sum(self, values: dict[str, float]) -> dict[str, float]:
+        """Per-rank figures added up over the ranks, on every rank."""
+
+    def all_true(self, flag: bool) -> bool:
+        """Whether ``flag`` holds on every rank."""
+
+    def take_wait(self) -> dict[str, float]:
+        """Seconds blocked on other ranks since the last call (``wait_s_r<rank>``)."""
+
+    def close(self) -> None: ...
 
 
 class LocalMailbox:

@@ -8,12 +8,13 @@ per-epoch work); evaluation is timed separately and never changes training state
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import resource
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +23,10 @@ import torch
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import RunConfig
 from .data import Dataset, load_dataset
-from .errors import ConfigError, DivergenceError, TSSMError
+from .errors import ConfigError, DivergenceError, Interrupted
 from .evaluate import Evaluation, finalize
 from .models import build_model
-from .parallel import DistributedExecutor, SerialExecutor, init_distributed, slurm_to_torchrun_env, stage_owner
+from .parallel import DistributedExecutor, Executor, SerialExecutor, init_distributed, slurm_to_torchrun_env, stage_owner
 from .solvers import Solver, Stage, make_solver
 from .split import balanced_cuts, block_flops, block_sizes, check_splits, compute_cuts, split_model
 from .tracking import Recorder, environment
@@ -98,13 +99,13 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def _finite_state(stages: list[Stage], row: dict[str, float]) -> str | None:
+def _finite_state(solver: Solver, stages: list[Stage], row: dict[str, float]) -> str | None:
     """Name of the first NaN/Inf among the epoch's losses and the stages' variables, or None."""
     for k in ("train_loss", "objective"):
         if k in row and not math.isfinite(row[k]):
             return f"{k} is {row[k]}"
     for st in stages:
-        for name, t in st.aux().items():
+        for name, t in solver.state_dict(st).items():
             if not torch.isfinite(t).all():
                 return f"auxiliary variable {name}_{st.index + 1} has NaN/Inf"
         for name, prm in st.net.named_parameters():
@@ -113,19 +114,77 @@ def _finite_state(stages: list[Stage], row: dict[str, float]) -> str | None:
     return None
 
 
-class _StopRequested(Exception):
-    pass
+@dataclass
+class TrainState:
+    """What the loop carries from one epoch to the next; a checkpoint saves and restores it
+    whole. Every rank keeps one (the same numbers: metrics are gathered on every rank)."""
+
+    epoch: int = 0  # the last finished epoch (0: only the initial state is recorded)
+    train_clock: float = 0.0  # seconds of training so far, evaluation excluded
+    last_train_loss: float | None = None  # the last recorded epoch's composed training loss
+    rows: list[dict[str, float]] = field(default_factory=list)  # the per-epoch record so far
+    mlflow_run_id: str | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_state_dict(cls, d: dict[str, Any]) -> "TrainState":
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__})
+
+
+@dataclass
+class Session:
+    """One run's parts once built: config, where it runs, what it trains, what records it."""
+
+    cfg: RunConfig
+    device: torch.device
+    problem: Problem
+    stages: list[Stage]
+    solver: Solver
+    executor: Executor
+    recorder: Recorder | None
+    ckpt_path: Path
 
 
 def train(cfg: RunConfig, *, progress: bool = True) -> dict[str, Any]:
     """Run ``cfg`` to the end; returns the run record (also written as ``run.json``)."""
     cfg.validate()
+    session = start(cfg)
+    state = resume_or_initialise(session)
+    ex, recorder = session.executor, session.recorder
+    status, reason, epoch = "finished", None, state.epoch
+    with stop_on_sigterm() as stop, ProgressBar(cfg, progress and ex.is_main, state.epoch + 1) as bar:
+        try:
+            if state.epoch == 0:  # epoch 0: the initial state, the same for every method
+                record_epoch(session, state, initial_row(session))
+            for epoch in range(state.epoch + 1, cfg.epochs + 1):
+                row = train_epoch(session, state, epoch)
+                bar.update(epoch, row)
+                if not ex.all_true(stop.signum is None):
+                    raise Interrupted(f"stopped by signal {stop.signum} after epoch {epoch}; rerun to resume")
+        except DivergenceError as e:
+            status, reason = "diverged", e.at_epoch(epoch)
+        except Interrupted as e:
+            status, reason = "interrupted", str(e)
+        except KeyboardInterrupt:
+            status, reason = "interrupted", "interrupted by the user; rerun to resume from the last checkpoint"
+        except Exception as e:  # record the failure (run.json, MLflow FAILED), then report it
+            if recorder:
+                recorder.finish("failed", f"{type(e).__name__}: {e}")
+            raise
+        finally:
+            ex.close()
+    return finish(session, status, reason)
+
+
+def start(cfg: RunConfig) -> Session:
+    """Join the process group (under torchrun or srun), then build the problem, the stages,
+    the solver and the executor; the main rank gets the recorder."""
     slurm_to_torchrun_env()
-    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     comm_device = None
-    if distributed:
-        device_kind = resolve_device(cfg.device).type
-        rank, world, device, comm_device = init_distributed(device_kind, cfg.dist_timeout)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        rank, world, device, comm_device = init_distributed(resolve_device(cfg.device).type, cfg.dist_timeout)
     else:
         rank, world, device = 0, 1, resolve_device(cfg.device)
     threads = cfg.threads or max(1, (os.cpu_count() or 1) // world)
@@ -134,133 +193,125 @@ def train(cfg: RunConfig, *, progress: bool = True) -> dict[str, Any]:
 
     problem = build_problem(cfg, device)
     stages = build_stages(cfg, problem)
-    solver: Solver = make_solver(cfg, problem.data.x_train, problem.data.y_train)
+    solver = make_solver(cfg, problem.data.x_train, problem.data.y_train)
     # Check every step's loss where that is free (one CPU process); otherwise once per epoch.
-    solver.check_finite = not distributed and device.type == "cpu"
-    if distributed:
+    solver.check_finite = world == 1 and device.type == "cpu"
+    executor: Executor
+    if world > 1:
         executor = DistributedExecutor(stages, stage_owner(len(stages), world), device, cfg.dist_timeout, comm_device)
     else:
         executor = SerialExecutor(stages)
     for st in executor.stages:
         solver.setup(st)
-    data = problem.data
-    M = len(data.x_train)
-
     recorder = Recorder(cfg, environment(device, threads, world)) if executor.is_main else None
-    ckpt_path = Path(cfg.out) / "checkpoint" / f"rank{rank}.pt"
-    start_epoch, train_clock = 1, 0.0
-    resumed = load_checkpoint(ckpt_path, cfg, executor.stages) if cfg.checkpoint else None
-    if resumed is None:
-        executor.run(solver.init_phases(), torch.arange(M, device=device))
-        executor.drain()
+    return Session(cfg, device, problem, stages, solver, executor, recorder, Path(cfg.out) / "checkpoint" / f"rank{rank}.pt")
+
+
+def resume_or_initialise(s: Session) -> TrainState:
+    """The state after the last checkpointed epoch, or a fresh one after the solver's
+    initialisation phases; starts the MLflow run (a resumed run continues its own)."""
+    state = load_checkpoint(s.ckpt_path, s.cfg, s.executor.stages, s.solver) if s.cfg.checkpoint else None
+    if state is None:
+        state = TrainState()
+        s.executor.run(s.solver.init_phases(), torch.arange(s.solver.M, device=s.device))
+        s.executor.drain()
+    if s.recorder:
+        s.recorder.rows = state.rows
+        s.recorder.start_mlflow(resume_run_id=state.mlflow_run_id)
+        state.mlflow_run_id = s.recorder.run_id
+    return state
+
+
+def initial_row(s: Session) -> dict[str, float]:
+    metrics, eval_time = evaluate(s.solver, s.executor, s.problem.data)
+    return {"epoch": 0, **metrics, "train_time_s": 0.0, "epoch_time_s": 0.0, "eval_time_s": eval_time,
+            "samples_per_s": float("nan"), "peak_mem_mb": peak_memory_mb(s.device), "restored": 0.0}
+
+
+def run_epoch_steps(s: Session, epoch: int) -> float:
+    """One epoch of training (steps, full-data phases, deferred work); its seconds."""
+    ex, solver, M = s.executor, s.solver, s.solver.M
+    _sync(s.device)
+    ex.take_wait()  # drop the waits of evaluation: only the epoch's own count
+    t0 = time.perf_counter()
+    perm = epoch_permutation(s.cfg.seed, epoch, M, s.device)
+    step_phases = solver.step_phases()
+    for rows in perm.split(s.cfg.batch_size):
+        ex.run(step_phases, rows)
+    full_pass = solver.full_pass_phases()
+    for rows in torch.arange(M, device=s.device).split(s.cfg.chunk_rows):
+        ex.run(full_pass, rows)
+    ex.run(solver.flush_phases(), perm[:0])
+    ex.drain()
+    _sync(s.device)
+    return time.perf_counter() - t0
+
+
+def train_epoch(s: Session, state: TrainState, epoch: int) -> dict[str, float]:
+    """Train one epoch, evaluate it (every ``eval_every``), apply the demo's safeguard,
+    record it, check it is finite and checkpoint it; returns its row."""
+    cfg, ex, data = s.cfg, s.executor, s.problem.data
+    safeguard = s.solver.safeguard()
+    snapshot = [{k: v.clone() for k, v in st.net.state_dict().items()} for st in ex.stages] if safeguard else None
+    epoch_time = run_epoch_steps(s, epoch)
+    waits = ex.take_wait()
+    if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
+        metrics, eval_time = evaluate(s.solver, ex, data, waits)
+    else:  # eval_every: this epoch records its timing (and waits) only
+        metrics, eval_time = ex.all_sum(waits), 0.0
+    restored = 0.0
+    prev = state.last_train_loss
+    if snapshot is not None and prev is not None and metrics["train_loss"] > prev + safeguard:
+        # The demo's safeguard: the training loss rose too much, so take back the epoch's
+        # weight updates (its cost is counted in the training clock) and re-evaluate.
+        t2 = time.perf_counter()
+        for st, snap in zip(ex.stages, snapshot):
+            st.net.load_state_dict(snap)
+        restored = 1.0
+        epoch_time += time.perf_counter() - t2
+        metrics, _ = evaluate(s.solver, ex, data, waits)
+    state.train_clock += epoch_time
+    row = {
+        "epoch": epoch, **metrics,
+        "train_time_s": state.train_clock, "epoch_time_s": epoch_time, "eval_time_s": eval_time,
+        "samples_per_s": s.solver.M / epoch_time if epoch_time > 0 else float("nan"),
+        "peak_mem_mb": peak_memory_mb(s.device), "restored": restored,
+    }
+    bad = _finite_state(s.solver, ex.stages, row)
+    if not ex.all_true(bad is None) and bad is None:
+        bad = "another rank's subnetwork diverged"
+    record_epoch(s, state, row)
+    if bad:
+        raise DivergenceError(f"run diverged at epoch {epoch}: {bad}", epoch=epoch)
+    state.epoch = epoch
+    if cfg.checkpoint:
+        save_checkpoint(s.ckpt_path, cfg, state, ex.stages, s.solver)
+    return row
+
+
+def record_epoch(s: Session, state: TrainState, row: dict[str, float]) -> None:
+    if "train_loss" in row:
+        state.last_train_loss = row["train_loss"]
+    if s.recorder:
+        s.recorder.log_epoch(row)  # appends to state.rows (the recorder's rows)
     else:
-        start_epoch, train_clock = resumed["epoch"] + 1, resumed["train_clock"]
-        if recorder:
-            recorder.rows = resumed["rows"]
-    if recorder:
-        recorder.start_mlflow(resume_run_id=resumed.get("mlflow_run_id") if resumed else None)
+        state.rows.append(row)
 
-    stop = {"sig": None}
 
-    def on_signal(signum, frame):
-        stop["sig"] = signum
-    # SIGTERM (Snakemake, SLURM, torchrun teardown) finishes the epoch, checkpoints and stops.
-    old_handler = signal.signal(signal.SIGTERM, on_signal)
-
-    status, reason, epoch = "finished", None, start_epoch - 1
-    bar = _progress(cfg, progress and executor.is_main, start_epoch)
-    try:
-        if start_epoch == 1:  # epoch 0: the initial state, the same for every method
-            metrics, eval_time = evaluate(solver, executor, data)
-            if recorder:
-                recorder.log_epoch({"epoch": 0, **metrics, "train_time_s": 0.0, "epoch_time_s": 0.0,
-                                    "eval_time_s": eval_time, "samples_per_s": float("nan"),
-                                    "peak_mem_mb": peak_memory_mb(device), "restored": 0.0})
-        for epoch in range(start_epoch, cfg.epochs + 1):
-            snapshot = None
-            if cfg.safeguard is not None and cfg.schedule == "epoch":
-                snapshot = [{k: v.clone() for k, v in st.net.state_dict().items()} for st in executor.stages]
-            _sync(device)
-            executor.take_wait()  # drop the waits of evaluation: only the epoch's own count
-            t0 = time.perf_counter()
-            perm = epoch_permutation(cfg.seed, epoch, M, device)
-            step_phases = solver.step_phases()
-            for rows in perm.split(cfg.batch_size):
-                executor.run(step_phases, rows)
-            for rows in torch.arange(M, device=device).split(cfg.eval_batch):
-                executor.run(solver.epoch_phases(), rows)
-            executor.run(solver.end_phases(), perm[:0])
-            executor.drain()
-            _sync(device)
-            epoch_time = time.perf_counter() - t0
-
-            waits = executor.take_wait()
-            if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
-                metrics, eval_time = evaluate(solver, executor, data, waits)
-            else:  # eval_every: this epoch records its timing (and waits) only
-                metrics, eval_time = executor.all_sum(waits), 0.0
-
-            restored = 0.0
-            prev = recorder_prev_loss(recorder, executor) if snapshot is not None else None
-            if prev is not None and metrics["train_loss"] > prev + cfg.safeguard:
-                # The demo's safeguard: the training loss rose too much, so take back the epoch's
-                # weight updates (its cost is counted in the training clock) and re-evaluate.
-                t2 = time.perf_counter()
-                for st, snap in zip(executor.stages, snapshot):
-                    st.net.load_state_dict(snap)
-                restored = 1.0
-                epoch_time += time.perf_counter() - t2
-                metrics, _ = evaluate(solver, executor, data, waits)
-            train_clock += epoch_time
-            row = {
-                "epoch": epoch, **metrics,
-                "train_time_s": train_clock, "epoch_time_s": epoch_time, "eval_time_s": eval_time,
-                "samples_per_s": M / epoch_time if epoch_time > 0 else float("nan"),
-                "peak_mem_mb": peak_memory_mb(device), "restored": restored,
-            }
-            bad = _finite_state(executor.stages, row)
-            if not executor.all_true(bad is None) and bad is None:
-                bad = "another rank's subnetwork diverged"
-            if recorder:
-                recorder.log_epoch(row)
-            if bar:
-                bar.update(epoch, row)
-            if bad:
-                raise DivergenceError(f"run diverged at epoch {epoch}: {bad}")
-            if cfg.checkpoint:
-                save_checkpoint(ckpt_path, cfg, executor.stages, epoch, train_clock, recorder.rows if recorder else [],
-                                recorder.run_id if recorder else None)
-            if not executor.all_true(stop["sig"] is None):
-                raise _StopRequested(f"stopped by signal {stop['sig']} after epoch {epoch}; rerun to resume")
-    except DivergenceError as e:
-        status, reason = "diverged", str(e) if "epoch" in str(e) else f"run diverged in epoch {epoch}: {e}"
-    except _StopRequested as e:
-        status, reason = "interrupted", str(e)
-    except KeyboardInterrupt:
-        status, reason = "interrupted", "interrupted by the user; rerun to resume from the last checkpoint"
-    except Exception as e:  # record the failure (run.json, MLflow FAILED), then report it
-        status, reason = "failed", f"{type(e).__name__}: {e}"
-        if recorder:
-            recorder.finish(status, reason)
-        raise
-    finally:
-        if bar:
-            bar.close()
-        if old_handler is not None:
-            signal.signal(signal.SIGTERM, old_handler)
-        executor.close()
-    info = {"status": status, "reason": reason}
-    if recorder:
-        info = recorder.finish(status, reason, {"splits_blocks": [len(st.net) for st in stages]})
-    if status == "finished" and cfg.checkpoint:
-        # A finished run keeps its record, not its (large) checkpoint.
-        ckpt_path.unlink(missing_ok=True)
+def finish(s: Session, status: str, reason: str | None) -> dict[str, Any]:
+    """Write the record; a finished run drops its checkpoint; an interrupted one is an error."""
+    info: dict[str, Any] = {"status": status, "reason": reason}
+    if s.recorder:
+        info = s.recorder.finish(status, reason, {"splits_blocks": [len(st.net) for st in s.stages]})
+    if status == "finished" and s.cfg.checkpoint:
+        s.ckpt_path.unlink(missing_ok=True)  # a finished run keeps its record, not its (large) checkpoint
     if status == "interrupted":
-        raise TSSMError(reason)
+        raise Interrupted(reason)
     return info
 
 
-def evaluate(solver: Solver, executor, data: Dataset, extra: dict[str, float] | None = None) -> tuple[dict[str, float], float]:
+def evaluate(solver: Solver, executor: Executor, data: Dataset, extra: dict[str, float] | None = None
+             ) -> tuple[dict[str, float], float]:
     """The epoch's metrics (outside the training clock) and the seconds they took.
 
     ``extra`` are per-rank figures (e.g. ``wait_s_r1``) gathered with the metrics.
@@ -276,40 +327,53 @@ def evaluate(solver: Solver, executor, data: Dataset, extra: dict[str, float] | 
     return metrics, time.perf_counter() - t
 
 
-def recorder_prev_loss(recorder: Recorder | None, executor) -> float | None:
-    """The previous epoch's composed training loss (for the demo's safeguard), on every rank."""
-    prev = recorder.rows[-1]["train_loss"] if recorder and recorder.rows else None
-    if executor.world_size > 1:
-        import torch.distributed as dist
-
-        box = [prev]
-        dist.broadcast_object_list(box, src=0)
-        prev = box[0]
-    return prev
+class StopFlag:
+    signum: int | None = None
 
 
-class _progress:
-    """A rich progress bar over epochs (or nothing when disabled)."""
+@contextlib.contextmanager
+def stop_on_sigterm():
+    """SIGTERM (Snakemake, SLURM, torchrun teardown) finishes the epoch, checkpoints and stops."""
+    flag = StopFlag()
 
-    def __new__(cls, cfg: RunConfig, enabled: bool, start_epoch: int):
-        if not enabled:
-            return None
-        return super().__new__(cls)
+    def on_signal(signum, frame):
+        flag.signum = signum
+
+    old = signal.signal(signal.SIGTERM, on_signal)
+    try:
+        yield flag
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
+
+
+class ProgressBar:
+    """A rich progress bar over epochs; does nothing when disabled."""
 
     def __init__(self, cfg: RunConfig, enabled: bool, start_epoch: int):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                          TextColumn("{task.fields[info]}"), transient=False)
-        self.p.start()
-        desc = f"{cfg.dataset}/{cfg.model}/{cfg.method}/n{cfg.splits}/seed{cfg.seed}"
-        self.task = self.p.add_task(desc, total=cfg.epochs, completed=start_epoch - 1, info="")
+        self.cfg, self.enabled, self.start_epoch = cfg, enabled, start_epoch
         self.info = ""  # the last evaluated epoch's figures (eval_every skips some)
+        self.bar = None
+
+    def __enter__(self) -> "ProgressBar":
+        if self.enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                TextColumn("{task.fields[info]}"), transient=False)
+            self.bar.start()
+            c = self.cfg
+            desc = f"{c.dataset}/{c.model}/{c.method}/n{c.splits}/seed{c.seed}"
+            self.task = self.bar.add_task(desc, total=c.epochs, completed=self.start_epoch - 1, info="")
+        return self
 
     def update(self, epoch: int, row: dict[str, float]) -> None:
+        if self.bar is None:
+            return
         if "train_acc" in row:
             self.info = f"train {row['train_acc']:.3f} test {row['test_acc']:.3f} loss {row['train_loss']:.3g} (epoch {epoch})"
-        self.p.update(self.task, completed=epoch, info=self.info)
+        self.bar.update(self.task, completed=epoch, info=self.info)
 
-    def close(self) -> None:
-        self.p.stop()
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.stop()

@@ -111,7 +111,7 @@ class Recorder:
         c = self.cfg
         tags = {
             "dataset": c.dataset, "model": c.model, "method": c.method, "splits": str(c.splits),
-            "seed": str(c.seed), "schedule": c.schedule, "git_commit": self.commit,
+            "seed": str(c.seed), "git_commit": self.commit,
             "config_hash": c.config_hash(), "out": str(self.out),
         }
         tags.update({k: str(v) for k, v in c.tags.items()})
@@ -136,7 +136,7 @@ class Recorder:
             else:
                 run = retry_locked(client.create_run, exp_id, tags=self.tags(), run_name=self.run_name())
                 self._run_id = run.info.run_id
-                params = [mlflow.entities.Param(k, str(v)[:6000]) for k, v in self.cfg.to_dict().items()]
+                params = [mlflow.entities.Param(k, str(v)[:6000]) for k, v in self.cfg.hyperparameters().items()]
                 retry_locked(client.log_batch, self._run_id, params=params)
             self._mlflow = client
         except Exception as e:

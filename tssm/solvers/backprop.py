@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import torch
 
-from .base import Mailbox, Solver, Stage
+from .base import Mailbox, Solver, Stage, WStepSettings
 
 
 class Backprop(Solver):
-    """SGD (lr 0.01) or Adam (lr 0.001) on the whole network, one stage (``splits = 1``)."""
+    """End-to-end backprop on the whole network, one stage (``splits = 1``)."""
 
     name = "backprop"
+    end_to_end = True
 
     def step_phases(self):
         return [self.composed_step]
@@ -31,10 +32,26 @@ class Backprop(Solver):
                 box.send(stage.index, stage.index + 1, stage.net(h))
 
 
+class SGD(Backprop):
+    """Plain SGD, lr 0.01 unless ``lr`` says otherwise."""
+
+    name = "sgd"
+    default_optimizer = "sgd"
+
+
+class Adam(Backprop):
+    """Adam, lr 0.001 unless ``lr`` says otherwise."""
+
+    name = "adam"
+    default_optimizer = "adam"
+
+
 class Frozen(Backprop):
     """Control: only the last subnetwork learns (same data order and W-step optimizer)."""
 
     name = "frozen"
+    Settings = WStepSettings
+    end_to_end = False
 
     def trains(self, stage: Stage) -> bool:
         return stage.last

@@ -18,8 +18,46 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import RunConfig
+from ..config import DEFAULT_LR, MethodSettings, RunConfig, option
 from ..errors import DivergenceError
+
+PAPER_VALUES = "the paper uses alpha=rho=1, tau1=tau2=100"
+
+
+@dataclass
+class WStepSettings(MethodSettings):
+    """Settings of a method that trains subnetworks on local targets with an optimizer."""
+
+    optimizer: str = option("adam", choices=("sgd", "adam"), help="W-step optimizer")
+    tau1: float | None = option(None, positive=True, hint=PAPER_VALUES,
+                                help="the paper's W-step step size 1/tau1 (paper: 100); null: the optimizer's default lr")
+
+    def lr(self, common_lr: float | None, default_optimizer: str) -> tuple[str, float]:
+        if common_lr is not None:
+            return self.optimizer, common_lr
+        if self.tau1 is not None:
+            return self.optimizer, 1.0 / self.tau1
+        return self.optimizer, DEFAULT_LR[self.optimizer]
+
+
+@dataclass
+class TSSMSettings(WStepSettings):
+    """What gsADMM and gsAM both read: the objective's weights and scaling, the schedule, and
+    the two approximations a step may take."""
+
+    alpha: float = option(1.0, positive=True, hint=PAPER_VALUES, help="weight of the fit terms Omega")
+    tau2: float = option(100.0, positive=True, hint=PAPER_VALUES, help="the p-step's step size is 1/tau2")
+    schedule: str = option("batch", choices=("batch", "epoch"),
+                           help="batch: p, q, u on the minibatch rows every step (Algorithm 1); "
+                                "epoch: W-steps for a pass, then full-data p, q, u once (the demo)")
+    p_grad: str = option("fused", choices=("fused", "exact"),
+                         help="p-step data gradient from the W-step's backward at W^k (fused) or at W^{k+1} (exact, Eq. 4)")
+    q_forward: str = option("fresh", choices=("fresh", "reuse"),
+                            help="f_l for the q-step/sweep at the new weights (fresh, the paper) or the W-step's output (reuse)")
+    scaling: str = option("paper", choices=("paper", "sample"),
+                          help="objective averaged over the M samples (paper) or summed (sample, the demo's alpha = rho M)")
+    safeguard: float | None = option(None, positive=True,
+                                     help="epoch schedule: restore the epoch's weights if the training loss rose by more than this")
 
 
 class Mailbox(Protocol):
@@ -34,8 +72,10 @@ class Mailbox(Protocol):
 class Stage:
     """Subnetwork ``index`` of ``count`` and what it owns.
 
-    ``p`` is the auxiliary input of the subnetwork (all M rows; the data for stage 0),
-    ``q``/``u`` the auxiliary output and dual variable of the cut after it (gsADMM only).
+    ``state`` holds the method's persistent variables of this stage (gsADMM: ``p``, ``q``,
+    ``u``), as plain tensors over all M rows, the way torch.optim keeps ``self.state[p]``: the
+    solver's ``state_dict``/``load_state_dict`` checkpoint them. ``scratch`` holds what one
+    phase leaves for a later one within an epoch (never checkpointed: empty at epoch ends).
     ``in_shape``/``out_shape`` are per-sample shapes, so neighbours can size messages.
     """
 
@@ -45,14 +85,9 @@ class Stage:
     in_shape: tuple[int, ...]
     out_shape: tuple[int, ...]
     optimizer: torch.optim.Optimizer | None = None
-    p: torch.Tensor | None = None
-    q: torch.Tensor | None = None
-    u: torch.Tensor | None = None
+    state: dict[str, torch.Tensor] = field(default_factory=dict)
+    scratch: dict[str, torch.Tensor] = field(default_factory=dict)
     init_params: list[torch.Tensor] = field(default_factory=list)
-    last_output: torch.Tensor | None = None  # output of the last W-step's forward (``q_forward: reuse``)
-    # What one phase leaves for a later one: gsADMM's deferred q/u update (rows, f), gsAM's
-    # W-step target and data gradient for the p sweep (target, grad or None).
-    pending: tuple[torch.Tensor, torch.Tensor | None] | None = None
 
     @property
     def first(self) -> bool:
@@ -61,10 +96,6 @@ class Stage:
     @property
     def last(self) -> bool:
         return self.index == self.count - 1
-
-    def aux(self) -> dict[str, torch.Tensor]:
-        """The auxiliary variables this stage owns (for checkpoints and divergence checks)."""
-        return {k: v for k, v in (("p", self.p), ("q", self.q), ("u", self.u)) if v is not None and not (k == "p" and self.first)}
 
 
 Phase = Callable[[Stage, torch.Tensor, Mailbox], None]
@@ -90,7 +121,11 @@ def forward_rows(net: nn.Module, x: torch.Tensor, chunk: int) -> torch.Tensor:
 
 
 class Solver:
-    """One method. Subclasses set ``phases`` (one training step) and may override hooks.
+    """One method: what it is (traits), what it reads (``Settings``), what one step does
+    (phases) and the per-stage state it keeps.
+
+    A method is one file with a subclass and one line in ``tssm.solvers.SOLVERS``; the
+    config, the CLI, the pipeline's schema and the summaries read these declarations.
 
     ``stage_loss`` is the local objective a stage's W-step minimises: the cross-entropy
     for the last stage and, for the others, ``alpha/2`` times the mean squared distance of
@@ -99,16 +134,43 @@ class Solver:
     """
 
     name = "base"
+    Settings: type[MethodSettings] = MethodSettings
+    #: trains the whole network by backprop (only n = 1)
+    end_to_end = False
+    #: keeps auxiliary variables per stage (p, q, u); evaluation then measures the fit terms
     trains_aux = False
+    #: optimizer when the settings name none (end-to-end methods: the method itself)
+    default_optimizer = "adam"
     check_finite = False  # raise DivergenceError at the first non-finite W-step loss
 
     def __init__(self, cfg: RunConfig, x_train: torch.Tensor, y_train: torch.Tensor):
         self.cfg = cfg
+        self.settings = cfg.settings
         self.x, self.y = x_train, y_train
-        self.M = num_train = len(x_train)
-        # 'paper': Omega and R averaged over all M samples, so the data term of a p row is
-        # scaled 1/M; 'sample': summed over samples, so it is not shrunk.
-        self.c = 1.0 / num_train if cfg.scaling == "paper" else 1.0
+        self.M = len(x_train)
+        # The factor of the per-sample data terms in the objective: 1/M (averaged, the paper)
+        # or 1 (summed); it scales the data gradient that reaches p.
+        self.data_scale = 1.0 / self.M if getattr(self.settings, "scaling", "paper") == "paper" else 1.0
+
+    @classmethod
+    def recomputes_output(cls, settings: MethodSettings) -> bool:
+        """Whether a step runs each subnetwork's forward a second time after its W-step
+        (every subnetwork but the last pays for it; ``balance: compute`` counts it)."""
+        return False
+
+    def safeguard(self) -> float | None:
+        """The rise of the training loss over an epoch past which the epoch's weight updates
+        are taken back (the authors' demo), or None."""
+        return None
+
+    # -- per-stage state (checkpoints) --------------------------------------------------
+    def state_dict(self, stage: Stage) -> dict[str, torch.Tensor]:
+        """The stage's persistent variables (what a checkpoint must restore)."""
+        return dict(stage.state)
+
+    def load_state_dict(self, stage: Stage, state: dict[str, torch.Tensor]) -> None:
+        device = next(iter(stage.net.parameters())).device
+        stage.state = {k: v.to(device) for k, v in state.items()}
 
     # -- what an executor calls ---------------------------------------------------------
     def setup(self, stage: Stage) -> None:
@@ -128,24 +190,38 @@ class Solver:
         """Phases of one minibatch step."""
         raise NotImplementedError
 
-    def epoch_phases(self) -> list[Phase]:
-        """Phases run over all rows (in chunks) at the end of each epoch."""
+    def full_pass_phases(self) -> list[Phase]:
+        """Phases run over all rows (in chunks of ``chunk_rows``) after an epoch's steps."""
         return []
 
-    def end_phases(self) -> list[Phase]:
-        """Phases run once at the very end of each epoch: work deferred by the steps."""
+    def flush_phases(self) -> list[Phase]:
+        """Phases run once at the very end of each epoch: work the steps deferred."""
         return []
+
+    # -- evaluation diagnostics (methods with auxiliary variables) ------------------------
+    def cut_terms(self, stage: Stage, f: torch.Tensor, p_next: torch.Tensor, n: int
+                  ) -> tuple[dict[str, float], torch.Tensor, torch.Tensor]:
+        """Fit and constraint terms of the cut after ``stage``, given ``f = f_l(W_l, p_l)`` and the
+        next stage's ``p_{l+1}`` over all rows: (``fit``, ``resid`` and optionally ``coupling``
+        sums; the message on the first ``n`` rows that the next stage's :meth:`p_coupling`
+        receives; the W-step target of ``stage`` on those rows)."""
+        raise NotImplementedError
+
+    def p_coupling(self, stage: Stage, p: torch.Tensor, box: Mailbox) -> torch.Tensor:
+        """The coupling part of the p-step's gradient on the rows ``p``, from the message the
+        previous stage's :meth:`cut_terms` sent."""
+        raise NotImplementedError
 
     # -- shared pieces ------------------------------------------------------------------
     def inputs(self, stage: Stage, rows: torch.Tensor) -> torch.Tensor:
         """The stage's input rows: the data for the first stage, its p rows otherwise."""
-        return self.x[rows] if stage.first else stage.p[rows]
+        return self.x[rows] if stage.first else stage.state["p"][rows]
 
     def stage_loss(self, stage: Stage, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Minibatch mean of the stage's data term (CE for the last stage, Omega otherwise)."""
         if stage.last:
             return F.cross_entropy(out, target)
-        return 0.5 * self.cfg.alpha * (out - target).pow(2).flatten(1).sum(1).mean()
+        return 0.5 * self.settings.alpha * (out - target).pow(2).flatten(1).sum(1).mean()
 
     def w_step(self, stage: Stage, inputs: torch.Tensor, target: torch.Tensor, *, input_grad: bool = False):
         """One optimizer step on ``stage_loss``; returns (loss, gradient of the p rows).
@@ -155,14 +231,14 @@ class Solver:
         """
         x = inputs.detach().requires_grad_(input_grad)
         out = stage.net(x)
-        stage.last_output = out.detach()
+        stage.scratch["w_output"] = out.detach()
         loss = self.stage_loss(stage, out, target)
         stage.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         stage.optimizer.step()
         if self.check_finite and not math.isfinite(loss.item()):
             raise DivergenceError(f"the W-step loss of subnetwork {stage.index + 1} is {loss.item()}")
-        grad = x.grad * (len(x) * self.c) if input_grad else None
+        grad = x.grad * (len(x) * self.data_scale) if input_grad else None
         return loss.detach(), grad
 
     @torch.no_grad()
@@ -173,9 +249,8 @@ class Solver:
         says; ``reuse`` (batch schedule) takes the W-step's own forward output, made at the old
         ones: one forward pass fewer per step, a Jacobi-style approximation like ``p_grad: fused``.
         """
-        out = stage.last_output
-        stage.last_output = None
-        if not self.cfg.recomputes_output and out is not None:
+        out = stage.scratch.pop("w_output", None)
+        if not self.recomputes_output(self.settings) and out is not None:
             return out
         return stage.net(self.inputs(stage, rows))
 
@@ -184,4 +259,34 @@ class Solver:
         x = inputs.detach().requires_grad_(True)
         loss = self.stage_loss(stage, stage.net(x), target)
         (g,) = torch.autograd.grad(loss, x)
-        return g * (len(x) * self.c)
+        return g * (len(x) * self.data_scale)
+
+
+class TSSMSolver(Solver):
+    """What gsADMM and gsAM share: their settings, their traits, and the initial auxiliary
+    inputs ``p_l`` from one forward pass."""
+
+    Settings = TSSMSettings
+    trains_aux = True
+
+    @classmethod
+    def recomputes_output(cls, settings: TSSMSettings) -> bool:
+        return not (settings.q_forward == "reuse" and settings.schedule == "batch")
+
+    def safeguard(self) -> float | None:
+        return self.settings.safeguard if self.settings.schedule == "epoch" else None
+
+    def init_phases(self):
+        return [self.init_aux]
+
+    def init_aux(self, stage: Stage, rows: torch.Tensor, box: Mailbox) -> None:
+        """p_l from the previous stage's forward pass over all rows; sends f_l on."""
+        if not stage.first:
+            stage.state["p"] = box.recv(stage.index - 1, stage.index, (self.M, *stage.in_shape))
+        if not stage.last:
+            out = forward_rows(stage.net, self.inputs(stage, rows), self.cfg.chunk_rows)
+            box.send(stage.index, stage.index + 1, out)
+            self.init_cut(stage, out)
+
+    def init_cut(self, stage: Stage, out: torch.Tensor) -> None:
+        """Variables of the cut after ``stage`` from its initial output (none by default)."""

@@ -13,7 +13,7 @@ Stage ``l`` owns its weights, its input ``p_l`` (l > 1), and the output ``q_l`` 
 
 Deferring 5 by one step changes nothing: the minibatches of an epoch are disjoint, so step
 k reads no row that the q/u update of step k-1 writes, and the last update of an epoch runs
-at its end (``end_phases``). What it buys is parallelism: no rank ever waits for a message
+at its end (``flush_phases``). What it buys is parallelism: no rank ever waits for a message
 sent in the same step, so neighbouring subnetworks compute at the same time instead of
 taking turns.
 
@@ -23,104 +23,123 @@ once per epoch over all rows (the authors' demo).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-from .base import Mailbox, Solver, Stage, forward_rows
+from ..config import option
+from .base import PAPER_VALUES, Mailbox, Stage, TSSMSettings, TSSMSolver
 
 
-class GsADMM(Solver):
+@dataclass
+class GsADMMSettings(TSSMSettings):
+    rho: float = option(1.0, positive=True, hint=PAPER_VALUES, help="penalty of the constraints p_{l+1} = q_l (and the dual step)")
+
+
+def p_gradient(data_grad, p: torch.Tensor, q_prev: torch.Tensor, u_prev: torch.Tensor, rho: float) -> torch.Tensor:
+    """Eq. 4's gradient in ``p_l``: the data term, then the coupling ``u_{l-1} + rho (p_l - q_{l-1})``
+    (with ``data_grad = 0`` it is the coupling alone, which evaluation reports)."""
+    return data_grad + u_prev + rho * (p - q_prev)
+
+
+def q_closed_form(f: torch.Tensor, p_next: torch.Tensor, u: torch.Tensor, c_alpha: float, rho: float) -> torch.Tensor:
+    """argmin_q of ``c alpha/2 ||q - f||^2 - u^T q + rho/2 ||p_next - q||^2``.
+
+    With c = 1/M this is Eq. 5: ``(alpha f + rho M p + M u) / (rho M + alpha)``.
+    """
+    return (c_alpha * f + u + rho * p_next) / (c_alpha + rho)
+
+
+class GsADMM(TSSMSolver):
     name = "gsadmm"
-    trains_aux = True
-
-    def init_phases(self):
-        return [self.init_aux]
+    Settings = GsADMMSettings
 
     def step_phases(self):
-        return [self.w_only] if self.cfg.schedule == "epoch" else [self.step]
+        return [self.w_step_only] if self.settings.schedule == "epoch" else [self.step]
 
-    def epoch_phases(self):
-        return [self.p_step_exact, self.q_u_step] if self.cfg.schedule == "epoch" else []
+    def full_pass_phases(self):
+        return [self.p_step_now, self.q_dual_step_now] if self.settings.schedule == "epoch" else []
 
-    def end_phases(self):
-        return [self.finish_q_u]
+    def flush_phases(self):
+        return [self.finish_deferred]
 
-    # -- initialisation: p, q from one forward pass, u = 0 (as the demo does) -----------
-    def init_aux(self, stage: Stage, rows: torch.Tensor, box: Mailbox) -> None:
-        if not stage.first:
-            stage.p = box.recv(stage.index - 1, stage.index, (self.M, *stage.in_shape))
-        if not stage.last:
-            out = forward_rows(stage.net, self.inputs(stage, rows), self.cfg.eval_batch)
-            box.send(stage.index, stage.index + 1, out)
-            stage.q = out.clone()
-            stage.u = torch.zeros_like(out)
+    def init_cut(self, stage: Stage, out: torch.Tensor) -> None:
+        """q from the forward pass, u = 0 (as the demo does)."""
+        stage.state["q"] = out.clone()
+        stage.state["u"] = torch.zeros_like(out)
 
     # -- phase 1 ------------------------------------------------------------------------
     def _send_q_u(self, stage: Stage, rows: torch.Tensor, box: Mailbox) -> None:
         """``q_l[rows]`` and ``u_l[rows]`` to stage l+1, as one message (one latency, not two)."""
         if not stage.last:
-            box.send(stage.index, stage.index + 1, torch.stack((stage.q[rows], stage.u[rows])))
+            box.send(stage.index, stage.index + 1, torch.stack((stage.state["q"][rows], stage.state["u"][rows])))
 
     def _target(self, stage: Stage, rows: torch.Tensor) -> torch.Tensor:
-        return self.y[rows] if stage.last else stage.q[rows]
+        return self.y[rows] if stage.last else stage.state["q"][rows]
 
     def _p_step(self, stage: Stage, rows: torch.Tensor, box: Mailbox, data_grad: torch.Tensor) -> None:
         """Eq. 4: ``p_l <- p_l - (grad data term + u_{l-1} + rho (p_l - q_{l-1})) / tau2``."""
         q_prev, u_prev = box.recv(stage.index - 1, stage.index, (2, len(rows), *stage.in_shape))
-        p = stage.p[rows]
-        p_new = p - (data_grad + u_prev + self.cfg.rho * (p - q_prev)) / self.cfg.tau2
-        stage.p[rows] = p_new
+        p = stage.state["p"][rows]
+        p_new = p - p_gradient(data_grad, p, q_prev, u_prev, self.settings.rho) / self.settings.tau2
+        stage.state["p"][rows] = p_new
         box.send(stage.index, stage.index - 1, p_new)
 
     def step(self, stage: Stage, rows: torch.Tensor, box: Mailbox) -> None:
         """One minibatch step of Algorithm 1 (batch schedule); see the module docstring."""
         self._send_q_u(stage, rows, box)
-        fused = self.cfg.p_grad == "fused" and not stage.first
+        fused = self.settings.p_grad == "fused" and not stage.first
         target = self._target(stage, rows)
         _, grad = self.w_step(stage, self.inputs(stage, rows), target, input_grad=fused)
         if not stage.first:
             if grad is None:
-                grad = self.data_grad(stage, stage.p[rows], target)
+                grad = self.data_grad(stage, stage.state["p"][rows], target)
             self._p_step(stage, rows, box, grad)
         if not stage.last:
             f = self.output_after_step(stage, rows)
-            self._q_u_pending(stage, box)
-            stage.pending = (rows, f)
+            self.finish_deferred(stage, rows, box)
+            stage.scratch.update(deferred_rows=rows, deferred_f=f)
 
-    def w_only(self, stage: Stage, rows: torch.Tensor, box: Mailbox) -> None:
+    def w_step_only(self, stage: Stage, rows: torch.Tensor, box: Mailbox) -> None:
         self.w_step(stage, self.inputs(stage, rows), self._target(stage, rows))
 
-    def p_step_exact(self, stage: Stage, rows: torch.Tensor, box: Mailbox) -> None:
+    def p_step_now(self, stage: Stage, rows: torch.Tensor, box: Mailbox) -> None:
+        """The p-step on ``rows`` with the data gradient at the current weights (epoch schedule)."""
         self._send_q_u(stage, rows, box)
         if not stage.first:
-            self._p_step(stage, rows, box, self.data_grad(stage, stage.p[rows], self._target(stage, rows)))
+            self._p_step(stage, rows, box, self.data_grad(stage, stage.state["p"][rows], self._target(stage, rows)))
 
     # -- q-step and dual step -------------------------------------------------------------
-    def q_u_step(self, stage: Stage, rows: torch.Tensor, box: Mailbox) -> None:
+    def q_dual_step_now(self, stage: Stage, rows: torch.Tensor, box: Mailbox) -> None:
         """Eq. 5 then Eq. 6 on ``rows`` now (epoch schedule)."""
         if not stage.last:
-            self._q_u(stage, rows, self.output_after_step(stage, rows), box)
+            self.q_dual_step(stage, rows, self.output_after_step(stage, rows), box)
 
-    def finish_q_u(self, stage: Stage, rows: torch.Tensor, box: Mailbox) -> None:
-        """End of an epoch: the q/u update the last step left pending."""
-        self._q_u_pending(stage, box)
+    def finish_deferred(self, stage: Stage, rows: torch.Tensor, box: Mailbox) -> None:
+        """The q/dual step the previous step deferred, if any (batch schedule; also the
+        epoch's last one, as a flush phase)."""
+        if "deferred_rows" in stage.scratch:
+            self.q_dual_step(stage, stage.scratch.pop("deferred_rows"), stage.scratch.pop("deferred_f"), box)
 
-    def _q_u_pending(self, stage: Stage, box: Mailbox) -> None:
-        """The q/u update left pending by the previous step, if any (batch schedule)."""
-        if stage.pending is not None:
-            (rows, f), stage.pending = stage.pending, None
-            self._q_u(stage, rows, f, box)
-
-    def _q_u(self, stage: Stage, rows: torch.Tensor, f: torch.Tensor, box: Mailbox) -> None:
+    def q_dual_step(self, stage: Stage, rows: torch.Tensor, f: torch.Tensor, box: Mailbox) -> None:
         """Eq. 5 then Eq. 6 on ``rows``, with the new ``p_{l+1}[rows]`` from stage l+1."""
         p_next = box.recv(stage.index + 1, stage.index, (len(rows), *stage.out_shape))
-        q_new = self.q_closed_form(f, p_next, stage.u[rows])
-        stage.u[rows] += self.cfg.rho * (p_next - q_new)
-        stage.q[rows] = q_new
+        q, u = stage.state["q"], stage.state["u"]
+        q_new = self.q_closed_form(f, p_next, u[rows])
+        u[rows] += self.settings.rho * (p_next - q_new)
+        q[rows] = q_new
 
     def q_closed_form(self, f: torch.Tensor, p_next: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        """argmin_q of ``c alpha/2 ||q - f||^2 - u^T q + rho/2 ||p_next - q||^2``.
+        return q_closed_form(f, p_next, u, self.data_scale * self.settings.alpha, self.settings.rho)
 
-        With c = 1/M this is Eq. 5: ``(alpha f + rho M p + M u) / (rho M + alpha)``.
-        """
-        ca, rho = self.c * self.cfg.alpha, self.cfg.rho
-        return (ca * f + u + rho * p_next) / (ca + rho)
+    # -- evaluation diagnostics -----------------------------------------------------------
+    def cut_terms(self, stage, f, p_next, n):
+        q, u, rho = stage.state["q"], stage.state["u"], self.settings.rho
+        r = p_next - q
+        sums = {"fit": (f - q).norm().item(), "resid": r.norm().item(),
+                "coupling": (u * r).sum().item() + 0.5 * rho * r.pow(2).sum().item()}
+        return sums, torch.stack((q[:n], u[:n])), q[:n]
+
+    def p_coupling(self, stage, p, box):
+        q_prev, u_prev = box.recv(stage.index - 1, stage.index, (2, len(p), *stage.in_shape))
+        return p_gradient(0.0, p, q_prev, u_prev, self.settings.rho)
