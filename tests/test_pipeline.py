@@ -20,12 +20,15 @@ import pandas as pd
 import pytest
 import yaml
 
+from tssm.config import reads
+from tssm.solvers import SOLVERS
+
 ROOT = Path(__file__).resolve().parent.parent
 SNAKEFILE = ROOT / "Snakefile"
 CONFIGS = ROOT / "config"
 BIN = Path(sys.executable).parent
 SNAKEMAKE = [str(BIN / "snakemake")] if (BIN / "snakemake").exists() else [sys.executable, "-m", "snakemake"]
-SPLIT_METHODS = {"gsadmm", "gsam", "frozen"}
+SPLIT_METHODS = {name for name, solver in SOLVERS.items() if not solver.end_to_end}
 
 
 def snakemake(workdir: Path, *args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -46,13 +49,15 @@ def job_counts(out: str) -> dict[str, int]:
 
 def expected_grid(cfg: dict) -> set[tuple]:
     """Grid points of a config, computed independently of the Snakefile: (dataset, model,
-    method, n, seed), plus the variant's settings for an experiment with a `grid:`."""
+    method, n, seed), plus the variant's settings (those the method reads) for an experiment
+    with a `grid:`."""
     points = set()
     for exp in cfg["experiments"]:
         grid = exp.get("grid") or {}
-        variants = [tuple(zip(grid, values)) for values in itertools.product(*grid.values())] if grid else [()]
         for ds in exp["datasets"]:
             for m in exp["methods"]:
+                own = {k: v for k, v in grid.items() if k in reads(m)}
+                variants = [tuple(zip(own, values)) for values in itertools.product(*own.values())] if grid else [()]
                 for n in (exp["splits"] if m in SPLIT_METHODS else [1]):
                     for s in exp["seeds"]:
                         points.update((ds, exp["model"], m, n, s) + ((v,) if grid else ()) for v in variants)
@@ -65,7 +70,7 @@ def write_config(path: Path, cfg: dict) -> Path:
 
 
 # --------------------------------------------------------------------------- dry runs
-@pytest.mark.parametrize("name, expected", [("config", 51), ("fashion", 11), ("paper", 288), ("sweep", 70)])
+@pytest.mark.parametrize("name, expected", [("config", 51), ("fashion", 11), ("paper", 288), ("sweep", 54)])
 def test_dry_run_lists_the_full_grid(tmp_path: Path, name: str, expected: int):
     cfg_file = CONFIGS / f"{name}.yaml"
     cfg = yaml.safe_load(cfg_file.read_text())
@@ -116,23 +121,27 @@ def test_paper_config_uses_gpus_and_torchrun_for_workers(tmp_path: Path):
 
 
 def test_sweep_variants_get_their_folder_settings_and_tags(tmp_path: Path):
-    """config/sweep.yaml: gsadmm/gsam at n = 2, 5 x 16 variants; frozen (n = 2, 5) and adam per init."""
+    """config/sweep.yaml: gsadmm at n = 2, 5 x 16 variants, gsam x 8 (it reads no rho); frozen
+    (n = 2, 5) and adam per init."""
     out = snakemake(tmp_path, "-n", "--configfile", str(CONFIGS / "sweep.yaml")).stdout
     runs = set(re.findall(r"results/sweep/runs/(\S+?)/run\.json", out))
-    assert len(runs) == 70
+    assert len(runs) == 54
+    assert not any("/gsam/" in r and "rho" in r for r in runs)
     assert "fashion_mnist/mlp/gsadmm/n5/seed0/init_kaiming-rho1-scaling_paper-tau2_100" in runs
     assert {r for r in runs if "/frozen/" in r or "/adam/" in r} == {
         f"fashion_mnist/mlp/{m}/n{n}/seed0/init_{i}" for m, n in (("frozen", 2), ("frozen", 5), ("adam", 1))
         for i in ("kaiming", "demo")}
     variant = "init_demo-rho10-scaling_sample-tau2_1"
-    target = f"results/sweep/runs/fashion_mnist/mlp/gsam/n5/seed0/{variant}/run.json"
+    target = f"results/sweep/runs/fashion_mnist/mlp/gsadmm/n5/seed0/{variant}/run.json"
     r = snakemake(tmp_path, target, "-n", "-p", "--configfile", str(CONFIGS / "sweep.yaml"))
     assert r.returncode == 0, r.stderr
-    cmd = next(line for line in r.stdout.splitlines() if "-m tssm train" in line)
-    for flag in ("--rho 10", "--tau2 1 ", "--scaling sample", "--init demo", "--epochs 10", "--width 512",
-                 f"--out results/sweep/runs/fashion_mnist/mlp/gsam/n5/seed0/{variant} "):
-        assert flag in cmd, flag
-    tags = json.loads(re.search(r"printf '%s\\n' '(\{.*?\})' >", cmd).group(1))["tags"]
+    out_dir = f"results/sweep/runs/fashion_mnist/mlp/gsadmm/n5/seed0/{variant}"
+    assert f"train --config {out_dir}/point.yaml --out {out_dir} " in r.stdout
+    point = yaml.safe_load(re.search(r"printf '%s' '(.*?)' >", r.stdout, re.S).group(1))
+    assert {k: point[k] for k in ("rho", "tau2", "scaling", "init", "epochs", "width", "method", "splits")} == {
+        "rho": 10, "tau2": 1, "scaling": "sample", "init": "demo", "epochs": 10, "width": 512, "method": "gsadmm",
+        "splits": 5}
+    tags = point["tags"]
     assert tags["variant"] == variant
     assert {k: v for k, v in tags.items() if k.startswith("variant.")} == {
         "variant.init": "demo", "variant.rho": "10", "variant.scaling": "sample", "variant.tau2": "1"}
@@ -214,15 +223,16 @@ def test_semantic_config_errors(tmp_path: Path):
 
 
 def test_schema_run_settings_match_runconfig():
-    """`run:` accepts exactly the RunConfig fields the pipeline does not set itself; a new
-    RunConfig field fails here until config/schema.yaml learns it."""
-    from tssm.config import RunConfig
+    """`run:` accepts exactly the settings (common and every method's) the pipeline does not
+    set itself: the schema the pipeline validates with is filled in from the declarations."""
+    from tssm.config import RunConfig, pipeline_schema
 
-    schema = yaml.safe_load((CONFIGS / "schema.yaml").read_text())
+    schema = pipeline_schema(yaml.safe_load((CONFIGS / "schema.yaml").read_text()))
     run_props = set(schema["$defs"]["run"]["properties"])
     pipeline = {"dataset", "model", "method", "splits", "seed", "epochs", "out", "data_root", "download",
                 "tracking_uri", "experiment", "tags"}
-    assert run_props == {f.name for f in fields(RunConfig)} - pipeline
+    declared = set(RunConfig.common_keys()) | {f.name for s in SOLVERS.values() for f in fields(s.Settings)}
+    assert run_props == declared - pipeline
 
 
 def test_profiles_and_env_files():

@@ -113,3 +113,15 @@ def test_concurrent_runs_lose_nothing(tmp_path):
     for rid in runs.run_id:
         hist = client.get_metric_history(rid, "train_acc")
         assert sorted(m.step for m in hist) == [0, 1, 2, 3]
+
+
+def test_run_files_follow_the_umask(tmp_path):
+    """Records are readable by the group/others as the umask allows (not mkstemp's 0600)."""
+    old = os.umask(0o022)
+    try:
+        out = tmp_path / "run"
+        assert main(["train", *SMALL, "--method", "adam", "--epochs", "1", "--mlflow", "false", "--out", str(out)]) == 0
+    finally:
+        os.umask(old)
+    for name in ("run.json", "metrics.csv"):
+        assert (out / name).stat().st_mode & 0o777 == 0o644, name

@@ -20,6 +20,7 @@ import torch
 
 from .config import RunConfig
 from .solvers import Solver, Stage
+from .tracking import current_umask
 
 if TYPE_CHECKING:
     from .run import TrainState
@@ -44,6 +45,7 @@ def save_checkpoint(path: Path, cfg: RunConfig, state: "TrainState", stages: lis
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
+        os.chmod(tmp, 0o666 & ~current_umask())
         torch.save(blob, tmp)
         os.replace(tmp, path)
     finally:

@@ -330,3 +330,61 @@ def method_class(name: str):
     from .solvers import SOLVERS
 
     return SOLVERS[name]
+
+
+# ---------------------------------------------------------------------- for the pipeline
+#: Fields the pipeline sets itself from a grid point (a config's `run:` may not set them).
+PIPELINE_FIELDS = ("dataset", "model", "method", "splits", "seed", "epochs", "out", "data_root", "download",
+                   "tracking_uri", "experiment", "tags")
+
+
+def setting_owners() -> dict[str, tuple[type, Any]]:
+    """Every settable key with (the dataclass declaring it, its field): RunConfig's common
+    fields, then each method's settings (a shared one once)."""
+    out: dict[str, tuple[type, Any]] = {f.name: (RunConfig, f) for f in fields(RunConfig) if f.name != "settings"}
+    for name in method_names():
+        settings = method_class(name).Settings
+        for f in fields(settings):
+            out.setdefault(f.name, (settings, f))
+    return out
+
+
+def reads(method: str) -> set[str]:
+    """The keys a run of ``method`` reads: the common fields and its own settings."""
+    return set(RunConfig.common_keys()) | {f.name for f in fields(method_class(method).Settings)}
+
+
+def json_schema_of(owner: type, f: Any) -> dict[str, Any]:
+    """A field's declaration as JSON schema (for the pipeline's config validation)."""
+    base, optional = field_type(owner, f.name)
+    meta = f.metadata
+    if meta.get("choices"):
+        schema: dict[str, Any] = {"enum": list(meta["choices"])}
+    elif base is bool:
+        schema = {"type": "boolean"}
+    elif base is int:
+        schema = {"type": "integer", **({"minimum": meta["minimum"]} if meta.get("minimum") is not None else {})}
+    elif base is float:
+        schema = {"type": "number", **({"exclusiveMinimum": 0} if meta.get("positive") else {})}
+    elif typing.get_origin(base) is list:
+        schema = {"type": "array", "items": {"type": "integer", "minimum": 1}}
+    elif typing.get_origin(base) is dict:
+        schema = {"type": "object", "additionalProperties": {"type": "string"}}
+    else:
+        schema = {"type": "string"}
+    if meta.get("help"):
+        schema["description"] = meta["help"]
+    if optional:
+        schema = {"oneOf": [schema, {"type": "null"}], "description": schema.pop("description", "")}
+    return schema
+
+
+def pipeline_schema(base: dict[str, Any]) -> dict[str, Any]:
+    """The pipeline's config schema ``base`` with the method list and the `run:` settings
+    filled in from the package's declarations (so a new method or setting needs no schema edit)."""
+    schema = json.loads(json.dumps(base))
+    defs = schema["$defs"]
+    defs["method"] = {"type": "string", "enum": list(method_names())}
+    defs["run"]["properties"] = {k: json_schema_of(owner, f) for k, (owner, f) in setting_owners().items()
+                                 if k not in PIPELINE_FIELDS}
+    return schema

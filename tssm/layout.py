@@ -67,3 +67,21 @@ def launch_command(python: str, workers: int, module: str = "tssm") -> str:
     if workers > 1:
         return f"{py} -m torch.distributed.run --standalone --nproc-per-node {workers} -m {module}"
     return f"{py} -m {module}"
+
+
+#: The figures of a results folder (``<results>/figures/<stem>.png|pdf``), in report order:
+#: stem -> (caption file in workflow/report/, report category, label). ``sweep`` is drawn
+#: only for a config with variants (see :func:`figure_stems`).
+FIGURES: dict[str, tuple[str, str, str]] = {
+    "figure1_train_acc": ("figure1", "Paper figures", "Figure 1: training accuracy"),
+    "figure2_speed": ("figure2", "Paper figures", "Figure 2: time per epoch"),
+    "acc_vs_splits": ("acc_vs_splits", "Beyond the paper", "accuracy vs n"),
+    "time_to_target": ("time_to_target", "Beyond the paper", "time to target"),
+    "speedup": ("speedup", "Beyond the paper", "speedup vs n"),
+    "sweep": ("sweep", "Sweep", "final accuracy per variant"),
+}
+
+
+def figure_stems(has_variants: bool) -> list[str]:
+    """The figures drawn for a results folder (the sweep figure needs variants)."""
+    return [s for s in FIGURES if s != "sweep" or has_variants]

@@ -1,30 +1,45 @@
 # Configuration: validation, the job grid, paths and the command lines of the rules.
 #
 # The grid is computed here once, from the validated config; every rule and `rule all`
-# read it. Nothing in this file touches torch, so `snakemake -n` stays fast.
+# read it. What a method is and which settings it reads come from the tssm package of this
+# checkout (tssm.config, tssm.solvers); the run layout and block counts from tssm.layout.
 
-import functools
+import hashlib
 import itertools
 import json
 import os
 import re
 import shlex
 import sys
+import tempfile
 from difflib import get_close_matches
+
+import jsonschema
+import yaml
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-sys.path.insert(0, str(workflow.basedir))  # this checkout's tssm package (torch-free modules only)
+sys.path.insert(0, str(workflow.basedir))  # this checkout's tssm package
 from tssm import layout
+from tssm.config import PIPELINE_FIELDS, method_class, pipeline_schema, reads, setting_owners
 from tssm.layout import num_blocks
 
-validate(config, schema="../../config/schema.yaml")
 
-BACKPROP = ("sgd", "adam")
-# RunConfig fields the pipeline sets from the grid (and that `run:` may therefore not set).
-PIPELINE_FIELDS = ("dataset", "model", "method", "splits", "seed", "epochs", "out", "data_root", "download",
-                   "tracking_uri", "experiment", "tags")
+def _schema_file():
+    """config/schema.yaml with the methods and the `run:` settings filled in from the package."""
+    with open(os.path.join(str(workflow.basedir), "config", "schema.yaml")) as f:
+        schema = pipeline_schema(yaml.safe_load(f))
+    text = json.dumps(schema, indent=1, sort_keys=True)
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    path = os.path.join(tempfile.gettempdir(), f"tssm-schema-{digest}.json")
+    with open(path, "w") as f:
+        f.write(text)
+    return path, schema
+
+
+SCHEMA_FILE, SCHEMA = _schema_file()
+validate(config, schema=SCHEMA_FILE)
 
 NAME = config["name"]
 RESULTS = f"{config['results']}/{NAME}"  # everything of this config: runs, summary, figures, report
@@ -59,39 +74,24 @@ PY_ENV = f"export PYTHONPATH={shlex.quote(REPO)}${{PYTHONPATH:+:$PYTHONPATH}} MP
 
 def _check_run_keys(run, where):
     """Reject unknown or pipeline-owned keys in a `run:` mapping, naming the fix."""
-    try:  # the single source of truth, when tssm is importable (it needs no torch for this)
-        from dataclasses import fields
-
-        from tssm.config import RunConfig
-
-        known = {f.name for f in fields(RunConfig)}
-    except Exception:
-        known = None
+    known = setting_owners()
     for key in run:
         if key in PIPELINE_FIELDS:
             raise WorkflowError(
                 f"{where}: `{key}` is set by the pipeline, not in `run:` — use the experiment's "
                 f"datasets/model/methods/splits/seeds/epochs, or the top-level data_root/tracking_uri/experiment."
             )
-        if known is not None and key not in known:
+        if key not in known:
             close = get_close_matches(key, sorted(known), n=1)
             raise WorkflowError(f"{where}: unknown run setting `{key}`" + (f" (did you mean `{close[0]}`?)" if close else ""))
 
 
-@functools.cache
-def _run_validator():
-    """A validator of one `run:` mapping (config/schema.yaml's $defs/run)."""
-    import jsonschema
-    import yaml
-
-    with open(os.path.join(REPO, "config", "schema.yaml")) as f:
-        defs = yaml.safe_load(f)["$defs"]
-    return jsonschema.Draft202012Validator({"$defs": defs, "$ref": "#/$defs/run"})
+RUN_VALIDATOR = jsonschema.Draft202012Validator({"$defs": SCHEMA["$defs"], "$ref": "#/$defs/run"})
 
 
 def _check_run_values(settings, where):
     """Check one setting of a `grid:` as the schema checks `run:` (types, ranges, choices)."""
-    for error in _run_validator().iter_errors(settings):
+    for error in RUN_VALIDATOR.iter_errors(settings):
         raise WorkflowError(f"{where}: {error.message}")
 
 
@@ -157,12 +157,19 @@ def _expand_grid(cfg):
 
 
 def _expand_variant(grid, exp, label, variant, sweep, run):
-    """Add the points of one experiment under one setting of its `grid:` to ``grid``."""
+    """Add the points of one experiment under one setting of its `grid:` to ``grid``.
+
+    Each run gets only the settings its method reads: a gsAM run drops `rho`, so the variants
+    that differ only in `rho` are one gsAM job (named without it), and a change to `rho`
+    re-runs no Adam job."""
     where = f"experiment `{label}`"
     blocks = num_blocks(exp["model"], run)
     for dataset in exp["datasets"]:
         for method in exp["methods"]:
-            levels = [1] if method in BACKPROP else exp["splits"]
+            own = reads(method)
+            method_sweep = {k: v for k, v in sweep.items() if k in own}
+            method_variant = variant_name(method_sweep) if method_sweep else ""
+            levels = [1] if method_class(method).end_to_end else exp["splits"]
             for n in levels:
                 if blocks is not None and n > blocks:
                     raise WorkflowError(
@@ -170,14 +177,14 @@ def _expand_variant(grid, exp, label, variant, sweep, run):
                         f"use splits between 1 and {blocks}"
                     )
                 for seed in exp["seeds"]:
-                    key = (dataset, exp["model"], method, n, seed, variant)
+                    key = (dataset, exp["model"], method, n, seed, method_variant)
                     workers = max(1, min(exp["workers"], n))
                     job = {
                         "experiment": label,
-                        "variant": sweep,
+                        "variant": method_sweep,
                         "settings": {
                             "dataset": dataset, "model": exp["model"], "method": method, "splits": n,
-                            "seed": seed, "epochs": exp["epochs"], **run,
+                            "seed": seed, "epochs": exp["epochs"], **{k: v for k, v in run.items() if k in own},
                         },
                         "workers": workers,
                         "gpus": exp["gpus"] * workers,
@@ -200,8 +207,7 @@ GRID = _expand_grid(config)
 ALL_RUNS = [f"{layout.run_dir(RESULTS, *key)}/run.json" for key in sorted(GRID, key=lambda k: tuple(map(str, k)))]
 DATASETS = sorted({key[0] for key in GRID})
 HAS_VARIANTS = any(key[5] for key in GRID)
-FIGURE_STEMS = ["figure1_train_acc", "figure2_speed", "acc_vs_splits", "time_to_target", "speedup"]
-FIGURE_STEMS += ["sweep"] if HAS_VARIANTS else []  # final accuracy per variant, only for a sweep
+FIGURE_STEMS = layout.figure_stems(HAS_VARIANTS)  # the sweep figure only for a config with variants
 FIGURE_FILES = [f"{FIGDIR}/{stem}.{ext}" for stem in FIGURE_STEMS for ext in ("png", "pdf")]
 
 
@@ -213,40 +219,19 @@ def grid_job(wc):
         raise WorkflowError(f"{_point(key)} is not a point of the grid of config `{NAME}`") from None
 
 
-def _flag(key, value):
-    flag = "--" + key.replace("_", "-")
-    if isinstance(value, bool):
-        return [flag, "true" if value else "false"]
-    if isinstance(value, (list, tuple)):
-        return [flag, *map(str, value)]
-    return [flag, str(value)]
-
-
-def train_flags(wc):
-    """The `tssm train` flags of one grid point: its whole RunConfig except out/threads.
-
-    A param of the train rule, so Snakemake re-runs a point whose settings change."""
-    job = grid_job(wc)
-    args = []
-    for key, value in sorted(job["settings"].items()):
-        if value is None or key == "threads":
-            continue
-        args += _flag(key, value)
-    args += ["--data-root", DATA_ROOT, "--download", "false", "--tracking-uri", TRACKING_URI,
-             "--experiment", EXPERIMENT]
-    return " ".join(shlex.quote(a) for a in args)
-
-
-def run_tags(wc):
-    """Extra MLflow tags of a run, as the YAML mapping `tssm train --config` reads.
-
-    (A file rather than `--tags KEY=VALUE`, which the CLI parses as a plain string.)"""
+def point_yaml(wc):
+    """Everything `tssm train` needs for one grid point but --out, as the YAML of the point's
+    `point.yaml` (`tssm train --config point.yaml`): the point's settings (the keys its method
+    reads), where data and MLflow live, and its MLflow tags. A param of the train rule, so a
+    changed setting re-runs the point."""
     job = grid_job(wc)
     tags = {"pipeline_config": NAME, "grid": job["experiment"], "workers": str(job["workers"])}
     if job["variant"]:  # one setting of a sweep: its name, and each swept field (variant.rho = 10)
         tags["variant"] = wc.variant.lstrip("/")
         tags.update({f"variant.{k}": v if isinstance(v, str) else json.dumps(v) for k, v in job["variant"].items()})
-    return json.dumps({"tags": tags}, sort_keys=True)
+    point = {**job["settings"], "threads": job["rank_threads"], "data_root": DATA_ROOT, "download": False,
+             "tracking_uri": TRACKING_URI, "experiment": EXPERIMENT, "tags": tags}
+    return yaml.safe_dump(point, sort_keys=True)
 
 
 def launcher(wc):
@@ -268,3 +253,4 @@ def job_resource(name, default=None):
 
 def data_marker(dataset):
     return f"{DATA_ROOT}/.prepared/{dataset}.json"
+

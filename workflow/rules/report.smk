@@ -3,7 +3,8 @@
 # with the captions in workflow/report/.
 
 
-def _figure(stem, caption, category, label):
+def _figure(stem):
+    caption, category, label = layout.FIGURES[stem]
     return report(
         f"{FIGDIR}/{stem}.png",
         caption=f"../report/{caption}.rst",
@@ -19,13 +20,7 @@ rule figures:
         summary=f"{RESULTS}/summary.csv",
         code=f"{REPO}/tssm/figures.py",  # changed drawing code redraws the figures
     output:
-        _figure("figure1_train_acc", "figure1", "Paper figures", "Figure 1: training accuracy"),
-        _figure("figure2_speed", "figure2", "Paper figures", "Figure 2: time per epoch"),
-        _figure("acc_vs_splits", "acc_vs_splits", "Beyond the paper", "accuracy vs n"),
-        _figure("time_to_target", "time_to_target", "Beyond the paper", "time to target"),
-        _figure("speedup", "speedup", "Beyond the paper", "speedup vs n"),
-        # a config with a `grid:` (variants): final accuracy per variant against frozen and Adam
-        [_figure("sweep", "sweep", "Sweep", "final accuracy per variant")] if HAS_VARIANTS else [],
+        [_figure(stem) for stem in FIGURE_STEMS],
         [f"{FIGDIR}/{stem}.pdf" for stem in FIGURE_STEMS],
     params:
         outdir=FIGDIR,

@@ -50,11 +50,9 @@ rule train:
         run=f"{RUN_DIR}/run.json",
         metrics=f"{RUN_DIR}/metrics.csv",
     params:
-        # every RunConfig setting of the point: a changed setting re-runs it (params trigger)
-        flags=train_flags,
-        tags=run_tags,
+        # the point's settings, as point.yaml: a changed setting re-runs it (params trigger)
+        point=point_yaml,
         launcher=launcher,
-        rank_threads=lambda wc: grid_job(wc)["rank_threads"],
         out=lambda wc, output: os.path.dirname(output.run),
     log:
         f"{LOGS}/train/{{dataset}}/{{model}}/{{method}}/n{{splits}}/seed{{seed}}{{variant}}.log",
@@ -70,6 +68,6 @@ rule train:
         seed=r"\d+",
         variant=r"(/[^/]+)?",  # "" or "/<variant name>" (an experiment with a `grid:`)
     shell:
-        "{PY_ENV} mkdir -p {params.out:q} && printf '%s\\n' {params.tags:q} > {params.out:q}/tags.yaml &&"
-        " {params.launcher} train --config {params.out:q}/tags.yaml {params.flags} --threads {params.rank_threads}"
-        " --out {params.out:q} --no-progress > {log:q} 2>&1 || [ $? -eq 3 ]"
+        "{PY_ENV} mkdir -p {params.out:q} && printf '%s' {params.point:q} > {params.out:q}/point.yaml &&"
+        " {params.launcher} train --config {params.out:q}/point.yaml --out {params.out:q} --no-progress > {log:q} 2>&1"
+        " || [ $? -eq 3 ]"
