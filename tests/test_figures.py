@@ -16,8 +16,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tssm import figures, summary
-from tssm.figures import FIGURES, PAPER_FINAL_TRAIN_ACC, make_figures
+from tssm import figures, paper, summary
+from tssm.figures import FIGURES, make_figures
+from tssm.paper import FIGURE1_FINAL_TRAIN_ACC as PAPER_FINAL_TRAIN_ACC
 from tssm.summary import load_runs, markdown_table, summarize, write_summary
 
 EPOCHS = 6
@@ -152,7 +153,7 @@ def test_figures_cli_reads_summary(tree: Path):
 
 def test_diverged_and_incomplete_runs_stay_out_of_the_curves(tree: Path):
     runs = load_runs([tree])
-    curves = figures._curves(runs, "train_acc")
+    curves = figures.curves_of(runs)
     assert not ((curves["method"] == "gsadmm") & (curves["splits"] == 3) & (curves["seed"] == 2)).any()
     assert not ((curves["dataset"] == "digits") & (curves["method"] == "gsadmm") & (curves["seed"] == 2)).any()
     note = figures._excluded_note(summarize(runs))
@@ -170,7 +171,7 @@ def test_only_diverged_or_empty_inputs_give_placeholder_figures(tmp_path: Path):
 
 def test_summary_without_optional_columns(tree: Path, tmp_path: Path):
     """An old or hand-made summary.csv with only the axes and status still draws."""
-    df = summarize(load_runs([tree]))[["dataset", "model", "method", "splits", "seed", "status"]]
+    df = figures.coerce_summary(summarize(load_runs([tree]))[["dataset", "model", "method", "splits", "seed", "status"]])
     written = figures.acc_vs_splits(df, tmp_path / "a", formats=("png",))
     written += figures.speedup(df, path_stem=tmp_path / "s", formats=("png",))
     written += figures.time_to_target_figure(df, path_stem=tmp_path / "t", formats=("png",))
@@ -181,7 +182,7 @@ def test_paper_table_is_the_papers():
     assert PAPER_FINAL_TRAIN_ACC["mnist"] == {"sgd": 1.000, "adam": 0.999, "dladmm": 0.774, "gsadmm": 0.994}
     assert PAPER_FINAL_TRAIN_ACC["cifar100"]["adam"] == 0.972
     assert set(PAPER_FINAL_TRAIN_ACC) == {"mnist", "fashion_mnist", "kmnist", "cifar10", "cifar100"}
-    assert figures.PAPER_FIG2_SEC_PER_EPOCH[("gsadmm", 4)] == 22.0
+    assert paper.FIGURE2_SEC_PER_EPOCH[("gsadmm", 4)] == 22.0
 
 
 def test_figure1_keeps_the_papers_model_per_dataset():
