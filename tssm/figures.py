@@ -110,8 +110,9 @@ METHOD_STYLES: dict[str, dict[str, Any]] = {
     "sgd": {"linestyle": "-.", "linewidth": 1.5, "marker": "^", "zorder": 3},
     "adam": {"linestyle": (0, (1, 1.2)), "linewidth": 1.9, "marker": "v", "zorder": 3},
     "dladmm": {"linestyle": (0, (6, 1.5, 1, 1.5)), "linewidth": 1.5, "marker": "D", "zorder": 3},
-    "gsam": {"linestyle": "--", "linewidth": 1.9, "marker": "s", "markerfacecolor": "white", "zorder": 4},
-    "gsadmm": {"linestyle": "-", "linewidth": 1.1, "marker": "o", "zorder": 5},
+    "gsam": {"linestyle": "--", "linewidth": 1.9, "marker": "s", "markersize": 7, "markerfacecolor": "white",
+             "zorder": 4},
+    "gsadmm": {"linestyle": "-", "linewidth": 1.1, "marker": "o", "markersize": 4.5, "zorder": 5},
 }
 _DEFAULT_STYLE = {"linestyle": "-", "linewidth": 1.4, "marker": "P", "zorder": 3}
 DATASET_ORDER = ["mnist", "fashion_mnist", "kmnist", "cifar10", "cifar100", "digits"]
@@ -346,17 +347,19 @@ def _markevery(index: int, count: int, points: int) -> tuple[int, int] | None:
     of each other show their markers side by side."""
     if points <= 0:
         return None
-    step = max(1, min(points, round(points / 6)))
-    if step < count:  # too few points to stagger: mark every point
+    count = max(count, 1)
+    step = max(count, round(points / 6))
+    if step > points:  # too few points to stagger: mark every point
         return (0, 1)
-    return ((index * step) // max(count, 1), step)
+    return ((index * step) // count, step)
 
 
 def _draw_curves(ax, d: pd.DataFrame, methods: Sequence[str], col: str = "train_acc") -> dict[str, Any]:
     """One line per method (mean over seeds, band ± 1 sd), in :data:`METHOD_STYLES`, the
     control underneath; returns {method: line}."""
     stats = {m: _mean_sd(d[d["method"] == m], col) for m in methods}
-    marked = [m for m in methods if _style(m).get("marker")]
+    # markers are staggered among the split methods (the curves that may coincide)
+    marked = [m for m in methods if _style(m).get("marker") and m not in WHOLE_NETWORK_METHODS]
     lines = {}
     for m in sorted(methods, key=lambda m: _style(m)["zorder"]):
         a = stats[m].dropna(subset=["mean"])
@@ -366,7 +369,7 @@ def _draw_curves(ax, d: pd.DataFrame, methods: Sequence[str], col: str = "train_
         z = style.pop("zorder")
         alpha = style.pop("alpha", 1.0)
         if style.get("marker"):
-            style["markevery"] = _markevery(marked.index(m), len(marked), len(a))
+            style["markevery"] = _markevery(marked.index(m) if m in marked else 0, len(marked), len(a))
             style.setdefault("markersize", 5)
             style["markeredgewidth"] = 1.1
         if (a["std"] > 0).any():
@@ -504,9 +507,9 @@ def draw_figure1(summary: pd.DataFrame, curves: pd.DataFrame, splits: int = pape
     if stars:
         hs.append(_star_handle())
         labels.append(hs[-1].get_label())
-    sub = ("; lower row: difference to the frozen control, same seeds" if nrow == 2 else "")
-    _top(fig, f"Figure 1 analogue: training accuracy per epoch (split methods at n={splits}; "
-              f"band = ± 1 sd over seeds{sub})", hs, labels, ncol=_legend_columns(fig, hs))
+    sub = ("\nlower row: each split method minus the frozen control, seed by seed" if nrow == 2 else "")
+    _top(fig, f"Figure 1 analogue: training accuracy per epoch\n(split methods at n={splits}; "
+              f"band = ± 1 sd over seeds){sub}", hs, labels, ncol=_legend_columns(fig, hs))
     return fig, _note(summary)
 
 
