@@ -375,7 +375,8 @@ def _draw_curves(ax, d: pd.DataFrame, methods: Sequence[str], col: str = "train_
         if (a["std"] > 0).any():
             ax.fill_between(a["epoch"], a["mean"] - a["std"], a["mean"] + a["std"], color=_color(m),
                             alpha=0.15, linewidth=0, zorder=1)
-        (line,) = ax.plot(a["epoch"], a["mean"], color=_color(m), alpha=alpha, zorder=z, **style)
+        (line,) = ax.plot(a["epoch"], a["mean"], color=_color(m), alpha=alpha, zorder=z, label=_label(m), gid=m,
+                          **style)
         lines[m] = line
     return lines
 
@@ -385,7 +386,7 @@ def _paper_stars(ax, values: dict[str, float], x: float, span: float) -> list[fl
     drawn = []
     for k, (m, v) in enumerate(values.items()):
         ax.scatter([x + k * 0.025 * span], [v], marker="*", s=150, color=_color(m), edgecolor="black",
-                   linewidth=0.6, zorder=7, clip_on=False)
+                   linewidth=0.6, zorder=7, clip_on=False, gid=f"paper:{m}")
         drawn.append(v)
     return drawn
 
@@ -408,7 +409,8 @@ def _difference_panel(ax, d: pd.DataFrame, methods: Sequence[str], col: str = "t
     ctrl = d[d["method"] == "frozen"].groupby(key)[col].mean().rename("control")
     lines: dict[str, Any] = {}
     z = _style("frozen")
-    ax.axhline(0.0, color=_color("frozen"), linewidth=z["linewidth"], alpha=z["alpha"], zorder=z["zorder"])
+    ax.axhline(0.0, color=_color("frozen"), linewidth=z["linewidth"], alpha=z.get("alpha", 1.0), zorder=z["zorder"],
+               gid="frozen")
     others = [m for m in methods if m != "frozen" and m not in WHOLE_NETWORK_METHODS]
     diffs = {}
     for m in others:

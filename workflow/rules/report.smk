@@ -18,6 +18,7 @@ rule figures:
     input:
         summary=f"{RESULTS}/summary.csv",
         code=f"{REPO}/tssm/figures.py",  # changed drawing code redraws the figures
+        paper=f"{REPO}/tssm/paper.py",  # ... and so do changed paper values
     output:
         _figure("figure1_train_acc", "figure1", "Paper figures", "Figure 1: training accuracy"),
         _figure("figure2_speed", "figure2", "Paper figures", "Figure 2: time per epoch"),
