@@ -800,9 +800,10 @@ def speedup(summary: pd.DataFrame, reference: str = "adam", path_stem: Path | No
         ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
         _split_ticks(ax, d["splits"].tolist())
         ax.set_xlabel("n (number of subnetworks)")
-        ax.set_ylabel(f"{ref_name} n=1 s/epoch ÷ run's s/epoch")
-        ax.text(0.01, 0.97, f"reference: {_label(ref_name)} n=1, {ref:.3g} s/epoch; {_execution_note(d)}",
-                transform=ax.transAxes, fontsize=7, va="top", color="0.3")
+        ax.set_ylabel(f"{_label(ref_name)} n=1 s/epoch ÷ run's s/epoch")
+        # under the title, where the legend cannot cover it
+        ax.set_title(f"{_panel_title(ds, md)} — speedup per epoch\nreference: {_label(ref_name)} n=1, "
+                     f"{ref:.3g} s/epoch; {_execution_note(d)}", fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     _top(fig, "Speedup per epoch versus n (> 1: faster than the reference)")
