@@ -30,18 +30,21 @@ the runs under ``OUT/runs/``, and a table of the ratios on the terminal::
     python benchmarks/speedup.py --dataset fashion_mnist --n-train 12000 --epochs 2
     python benchmarks/speedup.py --plot-only                              # redraw from the csv
 
-The paper's speed claim (Figure 2(b), ResNet on CIFAR-10, one GTX 1080 Ti): 25.8 / 24.0 /
-22.0 s an epoch at n = 2 / 3 / 4 against 37.9 (SGD) and 49.9 (Adam), i.e. 1.47x / 1.58x /
-1.72x faster than SGD (1.93x / 2.08x / 2.27x than Adam).
+Runs are launched as the pipeline launches them (:func:`tssm.layout.launch_command`) and read
+back with :func:`tssm.summary.load_run` / :func:`tssm.summary.summarize`.
+
+The paper's speed claim (Figure 2(b), ResNet on CIFAR-10, one GTX 1080 Ti; the numbers are in
+:mod:`tssm.paper`): 25.8 / 24.0 / 22.0 s an epoch at n = 2 / 3 / 4 against 37.9 (SGD) and 49.9
+(Adam), i.e. 1.47x / 1.58x / 1.72x faster than SGD (1.93x / 2.08x / 2.27x than Adam).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
 import platform
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -51,11 +54,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PIPELINE_SCRIPT = ROOT / "benchmarks" / "pipeline_parallel.py"
+sys.path.insert(0, str(ROOT))  # this checkout's tssm (the runs below import it from ROOT too: cwd=ROOT)
+
+from tssm import paper  # noqa: E402
+from tssm.layout import launch_command  # noqa: E402
+from tssm.summary import load_run, summarize  # noqa: E402
+
+#: GPipe baseline, run as a module of this checkout (``python -m benchmarks.pipeline_parallel``).
+PIPELINE_MODULE = "benchmarks.pipeline_parallel"
 ALL_METHODS = ("adam", "sgd", "gsadmm", "gsam", "pipeline")
 ALL_MODES = ("backprop", "serial", "distributed", "pipeline")
-# Seconds per epoch read off the paper's Figure 2(b) and the speedups they imply.
-PAPER_SEC = {"sgd": 37.9, "adam": 49.9, 2: 25.8, 3: 24.0, 4: 22.0}
 CSV_COLUMNS = [
     "method", "mode", "n", "ranks", "threads_per_rank", "cores_used", "sec_per_epoch", "sec_first_epoch",
     "epoch_times", "timing", "wait_s_per_rank", "epochs", "dataset", "model", "batch", "n_train", "schedule", "q_forward",
@@ -149,8 +157,8 @@ def plan(args, cores: int, ngpu: int) -> list[Config]:
 
 
 def command(cfg: Config, args, run_dir: Path) -> list[str]:
-    py = sys.executable
-    torchrun = [py, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(cfg.ranks)]
+    """The run's command line: ``python -m tssm train`` or torchrun with one rank per worker
+    (:func:`tssm.layout.launch_command`, as the pipeline starts runs), or the GPipe module."""
     common = ["--dataset", args.dataset, "--epochs", str(args.epochs), "--batch-size", str(args.batch),
               "--threads", str(cfg.threads_per_rank), "--device", args.device, "--out", str(run_dir),
               "--balance", args.balance, "--optimizer-impl", args.optimizer_impl]
@@ -164,14 +172,13 @@ def command(cfg: Config, args, run_dir: Path) -> list[str]:
         # n subnetworks on fewer ranks: balance the ranks' groups (serial runs get the same cuts)
         common += ["--balance-workers", str(args.max_ranks)]
     if cfg.mode == "pipeline":
-        return [*torchrun, str(PIPELINE_SCRIPT), *common, "--model", args.model, "--splits", str(cfg.n),
-                "--microbatches", str(args.microbatches), "--optimizer", "adam", "--eval", "test"]
-    tssm = ["-m", "tssm", "train", *common, "--model", args.model, "--method", cfg.method,
-            "--splits", str(cfg.n), "--schedule", args.schedule, "--q-forward", args.q_forward, "--seed", "0",
-            "--mlflow", "false", "--checkpoint", "false", "--no-progress"]
-    if cfg.mode == "distributed":
-        return [*torchrun, *tssm]
-    return [py, *tssm]
+        return [*shlex.split(launch_command(sys.executable, cfg.ranks, module=PIPELINE_MODULE)), *common,
+                "--model", args.model, "--splits", str(cfg.n), "--microbatches", str(args.microbatches),
+                "--optimizer", "adam", "--eval", "test"]
+    # serial and backprop runs have one rank: plain `python -m tssm`
+    return [*shlex.split(launch_command(sys.executable, cfg.ranks)), "train", *common, "--model", args.model,
+            "--method", cfg.method, "--splits", str(cfg.n), "--schedule", args.schedule, "--q-forward",
+            args.q_forward, "--seed", "0", "--mlflow", "false", "--checkpoint", "false", "--no-progress"]
 
 
 def cuts_for(cfg: Config, args) -> list[int]:
@@ -188,14 +195,18 @@ def skip_reason(cfg: Config, args, ngpu: int) -> str | None:
 # ------------------------------------------------------------------------------ run
 
 
-def summarize_epochs(metrics_csv: Path) -> tuple[list[float], dict, list[float]]:
-    """Epoch times, the last row, and each rank's mean seconds an epoch blocked on the others."""
-    with open(metrics_csv) as f:
-        rows = [r for r in csv.DictReader(f) if int(float(r["epoch"])) >= 1]  # epoch 0: initial state, no training
-    times = [float(r["epoch_time_s"]) for r in rows]
-    wait_cols = sorted((k for k in (rows[0] if rows else {}) if k.startswith("wait_s_r")), key=lambda k: int(k[8:]))
-    waits = [statistics.fmean(float(r[k]) for r in rows[1:] or rows) for k in wait_cols]
-    return times, rows[-1] if rows else {}, waits
+def epoch_timings(metrics) -> tuple[list[float], list[float]]:
+    """Epoch times (epochs >= 1; epoch 0 is the initial state, no training) and each rank's
+    mean seconds an epoch blocked on the others (``wait_s_r<rank>``, the first epoch left out
+    when there are more), from a run's metrics (:attr:`tssm.summary.Run.metrics`)."""
+    if metrics is None or "epoch" not in metrics or "epoch_time_s" not in metrics:
+        return [], []
+    trained = metrics[metrics["epoch"] >= 1]
+    times = [float(t) for t in trained["epoch_time_s"]]
+    wait_cols = sorted((k for k in trained.columns if k.startswith("wait_s_r")), key=lambda k: int(k[8:]))
+    later = trained.iloc[1:] if len(trained) > 1 else trained
+    waits = [float(later[k].mean()) for k in wait_cols]
+    return times, waits
 
 
 def per_epoch(times: list[float]) -> tuple[float, str]:
@@ -221,9 +232,10 @@ def run_one(cfg: Config, args, env_info: dict, out: Path) -> dict:
     if reason:
         return {**row, "status": "skipped", "reason": reason}
     if args.reuse and (run_dir / "run.json").exists():
-        info = json.loads((run_dir / "run.json").read_text())
-        if info.get("status") == "finished" and (run_dir / "metrics.csv").exists():
-            return {**row, **collect(run_dir), "status": "finished", "reason": "reused", "wall_s": info.get("wall_time_s", "")}
+        run = load_run(run_dir)
+        if run.status == "finished" and run.metrics is not None:
+            return {**row, **collect(run_dir), "status": "finished", "reason": "reused",
+                    "wall_s": run.info.get("wall_time_s", "")}
     if run_dir.exists():
         shutil.rmtree(run_dir)
     env = {**os.environ, "OMP_NUM_THREADS": str(cfg.threads_per_rank), "MKL_NUM_THREADS": str(cfg.threads_per_rank),
@@ -246,15 +258,17 @@ def run_one(cfg: Config, args, env_info: dict, out: Path) -> dict:
 
 
 def collect(run_dir: Path) -> dict:
-    times, last, waits = summarize_epochs(run_dir / "metrics.csv")
+    """The timing and accuracy columns of one finished run, read with :mod:`tssm.summary`."""
+    run = load_run(run_dir)
+    times, waits = epoch_timings(run.metrics)
     sec, how = per_epoch(times)
-    info = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").exists() else {}
+    final = summarize([run]).iloc[0]  # last finite value of each curve among the training epochs
     return {
-        "blocks": "|".join(map(str, info.get("splits_blocks") or [])),
+        "blocks": "|".join(map(str, run.info.get("splits_blocks") or [])),
         "sec_per_epoch": round(sec, 4), "sec_first_epoch": round(times[0], 4), "timing": how,
         "wait_s_per_rank": " ".join(f"{w:.3f}" for w in waits),
         "epoch_times": " ".join(f"{t:.3f}" for t in times),
-        "final_train_acc": _num(last.get("train_acc")), "final_test_acc": _num(last.get("test_acc")),
+        "final_train_acc": _num(final["final_train_acc"]), "final_test_acc": _num(final["final_test_acc"]),
     }
 
 
@@ -320,8 +334,8 @@ def ratios(rows: list[dict]) -> list[dict]:
                 e["efficiency"] = same / s / r["ranks"]
             if fastest:
                 e["vs_serial_best"] = fastest / s
-        if r["method"] in ("gsadmm", "gsam") and r["n"] in (2, 3, 4):
-            e["paper_vs_sgd"] = PAPER_SEC["sgd"] / PAPER_SEC[r["n"]]
+        if r["method"] in ("gsadmm", "gsam"):
+            e["paper_vs_sgd"] = paper.figure2_speedup(r["n"], "sgd")
         out.append(e)
     return out
 
@@ -357,11 +371,16 @@ def print_table(rows: list[dict], cores: int) -> None:
     def f(x):
         return f"{x:.2f}x" if x else "-"
 
+    levels = paper.FIGURE2_SPLITS
+
+    def claimed(baseline):
+        return " / ".join(f"{paper.figure2_speedup(n, baseline):.2f}x" for n in levels)
+
     rt = Table(title="Speedups (ratio of seconds per epoch; >1 = faster). Baselines: the fastest one-process run "
                      "(over thread counts). 'same thr': serial TSSM at the same n with the distributed run's threads "
                      "per rank; efficiency = that / ranks. "
-                     "Paper Fig. 2(b) (ResNet, CIFAR-10, one GPU): 1.47x / 1.58x / 1.72x vs SGD at n = 2 / 3 / 4 "
-                     "(1.93x / 2.08x / 2.27x vs Adam)")
+                     f"Paper Fig. 2(b) (ResNet, CIFAR-10, one GPU): {claimed('sgd')} vs SGD at n = "
+                     f"{' / '.join(map(str, levels))} ({claimed('adam')} vs Adam)")
     for col in ("configuration", "sec/epoch", "vs Adam", "vs SGD", "vs serial (same thr)", "efficiency",
                 "vs serial (best)", "paper vs SGD"):
         rt.add_column(col, justify="left" if col == "configuration" else "right")

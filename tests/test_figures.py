@@ -16,8 +16,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tssm import figures, summary
-from tssm.figures import FIGURES, PAPER_FINAL_TRAIN_ACC, make_figures
+from tssm import figures, paper, summary
+from tssm.figures import FIGURES, make_figures
+from tssm.paper import FIGURE1_FINAL_TRAIN_ACC as PAPER_FINAL_TRAIN_ACC
 from tssm.summary import load_runs, markdown_table, summarize, write_summary
 
 EPOCHS = 6
@@ -152,7 +153,7 @@ def test_figures_cli_reads_summary(tree: Path):
 
 def test_diverged_and_incomplete_runs_stay_out_of_the_curves(tree: Path):
     runs = load_runs([tree])
-    curves = figures._curves(runs, "train_acc")
+    curves = figures.curves_of(runs)
     assert not ((curves["method"] == "gsadmm") & (curves["splits"] == 3) & (curves["seed"] == 2)).any()
     assert not ((curves["dataset"] == "digits") & (curves["method"] == "gsadmm") & (curves["seed"] == 2)).any()
     note = figures._excluded_note(summarize(runs))
@@ -170,7 +171,7 @@ def test_only_diverged_or_empty_inputs_give_placeholder_figures(tmp_path: Path):
 
 def test_summary_without_optional_columns(tree: Path, tmp_path: Path):
     """An old or hand-made summary.csv with only the axes and status still draws."""
-    df = summarize(load_runs([tree]))[["dataset", "model", "method", "splits", "seed", "status"]]
+    df = figures.coerce_summary(summarize(load_runs([tree]))[["dataset", "model", "method", "splits", "seed", "status"]])
     written = figures.acc_vs_splits(df, tmp_path / "a", formats=("png",))
     written += figures.speedup(df, path_stem=tmp_path / "s", formats=("png",))
     written += figures.time_to_target_figure(df, path_stem=tmp_path / "t", formats=("png",))
@@ -181,7 +182,7 @@ def test_paper_table_is_the_papers():
     assert PAPER_FINAL_TRAIN_ACC["mnist"] == {"sgd": 1.000, "adam": 0.999, "dladmm": 0.774, "gsadmm": 0.994}
     assert PAPER_FINAL_TRAIN_ACC["cifar100"]["adam"] == 0.972
     assert set(PAPER_FINAL_TRAIN_ACC) == {"mnist", "fashion_mnist", "kmnist", "cifar10", "cifar100"}
-    assert figures.PAPER_FIG2_SEC_PER_EPOCH[("gsadmm", 4)] == 22.0
+    assert paper.FIGURE2_SEC_PER_EPOCH[("gsadmm", 4)] == 22.0
 
 
 def test_figure1_keeps_the_papers_model_per_dataset():
@@ -302,3 +303,145 @@ def test_tssm_summary_and_figures_subcommands(command: str):
     r = subprocess.run([sys.executable, "-m", "tssm", command, "--help"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith(f"usage: tssm {command}")
+
+
+# --------------------------------------------------------------------------- reading once; who is visible
+def test_figures_read_summary_csv_once_and_never_resummarise(tree: Path, monkeypatch):
+    """With a summary.csv the figures read it and the curves it lists; nothing is summarised again."""
+    write_summary([tree], tree / "summary.csv", None)
+
+    def boom(*a, **k):
+        raise AssertionError("figures re-read or re-summarised the runs")
+
+    monkeypatch.setattr(figures, "summarize", boom)
+    monkeypatch.setattr(figures, "load_runs", boom)
+    data = figures.read_results(tree / "summary.csv")
+    assert len(data.summary) == 48
+    # one curve per finished run (the diverged, incomplete and unreadable ones have none), epochs >= 1
+    finished = data.summary[data.summary["status"] == "finished"]
+    assert data.curves["run_dir"].nunique() == len(finished) == 48 - 3
+    assert data.curves["epoch"].min() == 1
+    assert figures.main([str(tree), "--formats", "png"]) == 0
+
+
+def test_a_different_target_recomputes_time_to_target_from_the_curves(tree: Path):
+    write_summary([tree], tree / "summary.csv", None, target=0.9)
+    data = figures.read_results(tree / "summary.csv", target=0.5)
+    fresh = figures.coerce_summary(summarize(load_runs([tree]), 0.5))
+    key = ["dataset", "method", "splits", "seed"]
+    a = data.summary[data.summary["status"] == "finished"].sort_values(key)
+    b = fresh[fresh["status"] == "finished"].sort_values(key)
+    assert np.allclose(a["time_to_target_s"], b["time_to_target_s"], equal_nan=True)
+    assert (data.summary["target_train_acc"] == 0.5).all()
+
+
+@pytest.fixture()
+def twin_tree(tmp_path: Path) -> Path:
+    """gsADMM, gsAM and frozen with the very same curve (same final, seed and n), plus Adam, on
+    MNIST (a paper dataset) and digits (not one)."""
+    root = tmp_path / "results" / "twins"
+    for ds in ("mnist", "digits"):
+        for seed in (0, 1):
+            write_run(root, ds, "mlp", "adam", 1, seed, final=0.99)
+            for m in ("gsadmm", "gsam", "frozen"):
+                write_run(root, ds, "mlp", m, 2, seed, final=0.9)
+    return root
+
+
+def _curve_lines(ax) -> dict:
+    return {line.get_gid(): line for line in ax.get_lines() if line.get_gid()}
+
+
+def _legend_texts(fig) -> list[str]:
+    return [t.get_text() for leg in fig.legends for t in leg.get_texts()]
+
+
+def test_figure1_has_one_panel_per_dataset_in_a_row(twin_tree: Path):
+    data = figures.from_runs(load_runs([twin_tree]))
+    fig, _ = figures.draw_figure1(data.summary, data.curves)
+    top = [ax for ax in fig.axes if ax.get_ylabel() == "training accuracy"]
+    assert len(top) == 2  # MNIST, digits
+    assert [ax.get_title().split(" (")[0] for ax in top] == ["MNIST", "digits"]
+    assert len({round(ax.get_position().y0, 3) for ax in top}) == 1  # one row
+    assert len(fig.axes) == 4  # and a row of differences to the control below
+    plt_close(fig)
+
+
+def test_coinciding_curves_are_drawn_distinguishably_and_all_in_the_legend(twin_tree: Path):
+    data = figures.from_runs(load_runs([twin_tree]))
+    fig, _ = figures.draw_figure1(data.summary, data.curves)
+    ax = fig.axes[0]
+    lines = _curve_lines(ax)
+    assert {"gsadmm", "gsam", "frozen", "adam"} <= set(lines)
+    a, b, c = lines["gsadmm"], lines["gsam"], lines["frozen"]
+    assert np.allclose(a.get_ydata(), c.get_ydata()) and np.allclose(a.get_ydata(), b.get_ydata())
+
+    def look(line):
+        return (line.get_linestyle(), line.get_linewidth(), line.get_marker())
+
+    assert len({look(a), look(b), look(c)}) == 3
+    # the control underneath, the thinner split methods on top
+    assert c.get_zorder() < b.get_zorder() < a.get_zorder() and c.get_linewidth() > a.get_linewidth()
+    # markers of coinciding methods sit at different epochs
+    assert a.get_markevery() != b.get_markevery()
+    texts = _legend_texts(fig)
+    for name in ("gsADMM (n=2)", "gsAM (n=2)", "frozen (control) (n=2)", "Adam (n=1)"):
+        assert name in texts
+    # the difference row: both split methods at exactly 0 against the control's zero line
+    diff = _curve_lines(fig.axes[1] if fig.axes[1].get_ylabel().startswith("minus") else fig.axes[2])
+    assert {"gsadmm", "gsam", "frozen"} <= set(diff)
+    assert np.allclose(diff["gsadmm"].get_ydata(), 0) and np.allclose(diff["gsam"].get_ydata(), 0)
+    plt_close(fig)
+
+
+def test_paper_stars_for_a_paper_dataset_only(twin_tree: Path):
+    data = figures.from_runs(load_runs([twin_tree]))
+    fig, _ = figures.draw_figure1(data.summary, data.curves)
+    top = [ax for ax in fig.axes if ax.get_ylabel() == "training accuracy"]
+
+    def stars(ax):
+        return {c.get_gid().split(":", 1)[1]: float(c.get_offsets()[0][1]) for c in ax.collections
+                if str(c.get_gid()).startswith("paper:")}
+
+    # stars of the methods drawn: gsADMM (n = 2) and Adam on MNIST, none on digits
+    assert stars(top[0]) == {"adam": paper.FIGURE1_FINAL_TRAIN_ACC["mnist"]["adam"],
+                             "gsadmm": paper.FIGURE1_FINAL_TRAIN_ACC["mnist"]["gsadmm"]}
+    assert stars(top[1]) == {}
+    assert "paper's final value (colour = method)" in _legend_texts(fig)
+    plt_close(fig)
+
+
+def test_a_dladmm_run_gets_its_colour_label_and_star(twin_tree: Path):
+    for seed in (0, 1):
+        write_run(twin_tree, "mnist", "mlp", "dladmm", 1, seed, final=0.77)
+    data = figures.from_runs(load_runs([twin_tree]))
+    fig, _ = figures.draw_figure1(data.summary, data.curves)
+    ax = fig.axes[0]
+    line = _curve_lines(ax)["dladmm"]
+    assert line.get_color() == figures.METHOD_COLORS["dladmm"] and line.get_label() == "dlADMM"
+    star = [c for c in ax.collections if c.get_gid() == "paper:dladmm"]
+    assert len(star) == 1 and float(star[0].get_offsets()[0][1]) == paper.FIGURE1_FINAL_TRAIN_ACC["mnist"]["dladmm"]
+    assert "dlADMM (n=1)" in _legend_texts(fig)
+    plt_close(fig)
+
+
+def test_figure2_accuracy_has_a_panel_per_split_level_with_every_method_visible(tree: Path):
+    data = figures.from_runs(load_runs([tree]))
+    fig, _ = figures.draw_figure2(data.summary, data.curves, splits=(2, 3))
+    panels = [ax for ax in fig.axes if ax.get_title().startswith("(b)")]
+    assert [ax.get_title() for ax in panels] == ["(b) training accuracy, n = 2", "(b) training accuracy, n = 3"]
+    for ax in panels:
+        lines = _curve_lines(ax)
+        assert {"sgd", "adam", "gsadmm", "gsam", "frozen"} <= set(lines)
+        assert len({(l.get_linestyle(), l.get_marker()) for l in lines.values()}) == len(lines)
+    texts = _legend_texts(fig)
+    assert "gsADMM" in texts and "frozen (control)" in texts
+    bars = [ax for ax in fig.axes if ax.get_title().startswith("(a)")][0]
+    assert "gsADMM" in [t.get_text() for t in bars.get_legend().get_texts()]
+    plt_close(fig)
+
+
+def plt_close(fig) -> None:
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)

@@ -1,14 +1,20 @@
 """Figures of a results tree: the paper's Figures 1 and 2, and what the paper did not measure.
 
-Every figure is drawn from the recorded files (``summary.csv`` and each run's
-``metrics.csv``), never by rerunning training, and written as PNG and PDF:
+Every figure is drawn from the recorded files, never by rerunning training, and written as
+PNG and PDF. The files are read once: ``summary.csv`` (one row per run, coerced by
+:func:`coerce_summary`) and the per-epoch curves of the finished runs it lists
+(:func:`read_results`; :func:`from_runs` does the same from loaded runs). Each figure
+function takes that coerced summary (and the curves, where it draws them):
 
-``figure1_train_acc``  Figure 1 analogue: training accuracy per epoch, one panel per
-                       dataset (and model), a line per method (split methods at
+``figure1_train_acc``  Figure 1 analogue: a row of panels, one per dataset (and model),
+                       training accuracy per epoch, a line per method (split methods at
                        ``figure1_splits``, backprop at n = 1), seeds as a band (± 1 sd);
-                       stars mark the paper's final values (:data:`PAPER_FINAL_TRAIN_ACC`).
+                       stars mark the paper's final values of the methods drawn
+                       (:data:`tssm.paper.FIGURE1_FINAL_TRAIN_ACC`). A second row draws
+                       each split method's difference to the ``frozen`` control, so curves
+                       that coincide on the first row are told apart.
 ``figure2_speed``      Figure 2 analogue: (a) seconds per epoch by method and n (bars),
-                       (b) training accuracy per epoch for n = 2, 3, 4 (those present).
+                       (b) training accuracy per epoch, one panel per n in ``figure2_splits``.
 ``acc_vs_splits``      final train and test accuracy versus split level n per method,
                        with sgd/adam as reference lines and the ``frozen`` control beside
                        gsADMM/gsAM: the key figure of this project.
@@ -21,6 +27,10 @@ Every figure is drawn from the recorded files (``summary.csv`` and each run's
                        of every setting those controls vary (e.g. init).
 
 The other figures pool the variants of a method and n (their spread is the ± 1 sd) and say so.
+
+Curves that coincide stay visible: every method has one colour, line style, width and marker
+(:data:`METHOD_STYLES`), the ``frozen`` control is drawn first as a wide translucent line,
+the split methods on top of it, thinner, with markers at staggered epochs.
 
 Runs that did not finish (diverged, interrupted, still running, unreadable) are left out
 of every curve and average, and each figure names them in a note. Missing metric columns
@@ -40,14 +50,16 @@ import math
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from .summary import (AXES, SUMMARY_COLUMNS, SWEEP_CONTROL, Run, has_variants, load_run, load_runs, setting_text,
-                      summarize, sweep_fields, sweep_table)
+from . import paper
+from .summary import (AXES, SUMMARY_COLUMNS, SWEEP_CONTROL, Run, has_variants, load_runs, read_metrics,
+                      setting_text, summarize, sweep_fields, sweep_table, time_to_target)
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 import matplotlib  # noqa: E402
@@ -55,56 +67,54 @@ import matplotlib  # noqa: E402
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 
 __all__ = [
     "FIGURES",
+    "FigureData",
     "METHOD_COLORS",
-    "PAPER_FIG2_FINAL_TRAIN_ACC",
-    "PAPER_FIG2_SEC_PER_EPOCH",
-    "PAPER_FINAL_TRAIN_ACC",
+    "METHOD_LABELS",
+    "METHOD_STYLES",
     "acc_vs_splits",
+    "coerce_summary",
+    "curves_of",
     "figure1",
     "figure2",
+    "from_runs",
     "make_figures",
+    "read_results",
     "speedup",
     "sweep",
     "time_to_target_figure",
 ]
 
-# --------------------------------------------------------------------------- the paper's numbers
-#: Final training accuracy read off the paper's Figure 1 (last plotted point, ± 0.01):
-#: MLP on the MNIST family after 100 epochs, CNN on CIFAR after 200; TSSM = gsADMM, n = 2.
-PAPER_FINAL_TRAIN_ACC: dict[str, dict[str, float]] = {
-    "mnist": {"sgd": 1.000, "adam": 0.999, "dladmm": 0.774, "gsadmm": 0.994},
-    "fashion_mnist": {"sgd": 0.987, "adam": 0.981, "dladmm": 0.733, "gsadmm": 0.968},
-    "kmnist": {"sgd": 1.000, "adam": 0.998, "dladmm": 0.709, "gsadmm": 0.991},
-    "cifar10": {"sgd": 0.989, "adam": 0.989, "dladmm": 0.644, "gsadmm": 1.000},
-    "cifar100": {"sgd": 0.838, "adam": 0.972, "dladmm": 0.175, "gsadmm": 0.997},
-}
-#: The split level of the paper's Figure 1 and the models/epochs it used.
-PAPER_FIGURE1_SPLITS = 2
-PAPER_FIGURE1_SETUP = {"mnist": ("mlp", 100), "fashion_mnist": ("mlp", 100), "kmnist": ("mlp", 100),
-                       "cifar10": ("cnn", 200), "cifar100": ("cnn", 200)}
-#: Figure 2(b) of the paper: seconds per epoch, ResNet-like network on CIFAR-10, keyed (method, n).
-PAPER_FIG2_SEC_PER_EPOCH: dict[tuple[str, int], float] = {
-    ("sgd", 1): 37.9, ("adam", 1): 49.9, ("gsadmm", 2): 25.8, ("gsadmm", 3): 24.0, ("gsadmm", 4): 22.0,
-}
-#: Figure 2(a) of the paper: final training accuracy after 500 epochs, keyed (method, n).
-PAPER_FIG2_FINAL_TRAIN_ACC: dict[tuple[str, int], float] = {
-    ("sgd", 1): 1.00, ("adam", 1): 0.85, ("gsadmm", 2): 0.96, ("gsadmm", 3): 0.97, ("gsadmm", 4): 0.99,
-}
-PAPER_FIG2_SETUP = ("cifar10", "resnet")
-
 # --------------------------------------------------------------------------- style
-METHOD_ORDER = ["sgd", "adam", "gsadmm", "gsam", "frozen"]
+METHOD_ORDER = ["sgd", "adam", "dladmm", "gsadmm", "gsam", "frozen"]
 SPLIT_METHODS = ("gsadmm", "gsam", "frozen")
 BACKPROP_METHODS = ("sgd", "adam")
+#: Methods drawn at n = 1 whatever the split level of a figure (end-to-end training).
+WHOLE_NETWORK_METHODS = (*BACKPROP_METHODS, "dladmm")
 METHOD_COLORS = {
     "sgd": "#2ca02c", "adam": "#d62728", "gsadmm": "#1f77b4", "gsam": "#ff7f0e", "frozen": "#7f7f7f",
     "dladmm": "#9467bd",
 }
+#: The one name of each method in every figure, legend and caption.
 METHOD_LABELS = {"sgd": "SGD", "adam": "Adam", "gsadmm": "gsADMM", "gsam": "gsAM", "frozen": "frozen (control)",
                  "dladmm": "dlADMM"}
+#: How each method's accuracy curve is drawn. The control is drawn first (lowest zorder) and
+#: widest, translucent: a split method that coincides with it runs through its middle. The
+#: split methods differ in line style, width and marker (hollow squares for gsAM, dots for
+#: gsADMM), and their markers sit at different epochs (see :func:`_markevery`).
+METHOD_STYLES: dict[str, dict[str, Any]] = {
+    "frozen": {"linestyle": "-", "linewidth": 5.0, "alpha": 0.4, "marker": None, "zorder": 2},
+    "sgd": {"linestyle": "-.", "linewidth": 1.5, "marker": "^", "zorder": 3},
+    "adam": {"linestyle": (0, (1, 1.2)), "linewidth": 1.9, "marker": "v", "zorder": 3},
+    "dladmm": {"linestyle": (0, (6, 1.5, 1, 1.5)), "linewidth": 1.5, "marker": "D", "zorder": 3},
+    "gsam": {"linestyle": "--", "linewidth": 1.9, "marker": "s", "markersize": 7, "markerfacecolor": "white",
+             "zorder": 4},
+    "gsadmm": {"linestyle": "-", "linewidth": 1.1, "marker": "o", "markersize": 4.5, "zorder": 5},
+}
+_DEFAULT_STYLE = {"linestyle": "-", "linewidth": 1.4, "marker": "P", "zorder": 3}
 DATASET_ORDER = ["mnist", "fashion_mnist", "kmnist", "cifar10", "cifar100", "digits"]
 DATASET_LABELS = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "kmnist": "KMNIST", "cifar10": "CIFAR-10",
                   "cifar100": "CIFAR-100", "digits": "digits (8x8)"}
@@ -114,6 +124,9 @@ FIGURES = ("figure1_train_acc", "figure2_speed", "acc_vs_splits", "time_to_targe
 #: ... and this one too when any run has a variant.
 SWEEP_FIGURE = "sweep"
 
+#: Per-epoch metrics the figures read from each finished run's metrics.csv.
+CURVE_COLUMNS = ("train_acc", "train_time_s")
+
 
 def _color(method: str) -> str:
     return METHOD_COLORS.get(method, "#17becf")
@@ -121,6 +134,10 @@ def _color(method: str) -> str:
 
 def _label(method: str) -> str:
     return METHOD_LABELS.get(method, str(method))
+
+
+def _style(method: str) -> dict[str, Any]:
+    return dict(METHOD_STYLES.get(method, _DEFAULT_STYLE))
 
 
 def _methods_in(values: Sequence[str]) -> list[str]:
@@ -185,6 +202,11 @@ def _top(fig, title: str, handles: Sequence[Any] = (), labels: Sequence[str] = (
     fig.suptitle(title, fontsize=11, y=top + 0.005, va="bottom")
 
 
+def _legend_columns(fig, handles: Sequence[Any], inches_per_entry: float = 2.3) -> int:
+    """As many legend columns as fit the figure's width (at least 1)."""
+    return max(1, min(len(handles), int(fig.get_figwidth() // inches_per_entry)))
+
+
 def _finish(fig, note: str | None, path_stem: Path | None, formats: Sequence[str]) -> list[Path]:
     if note:
         fig.text(0.01, -0.01, note, fontsize=7, color="#8b0000", ha="left", va="top", wrap=True)
@@ -199,49 +221,210 @@ def _finish(fig, note: str | None, path_stem: Path | None, formats: Sequence[str
     return written
 
 
-def _coerce_summary(summary: pd.DataFrame) -> pd.DataFrame:
-    """Give a (possibly older or hand-made) summary every expected column, with numeric types."""
+# --------------------------------------------------------------------------- data
+def coerce_summary(summary: pd.DataFrame) -> pd.DataFrame:
+    """Give a (possibly older or hand-made) summary every expected column, with numeric types.
+
+    Done once when the results are read (:func:`read_results`, :func:`from_runs`); every figure
+    function takes the coerced frame."""
     s = summary.copy()
     for c in SUMMARY_COLUMNS:
         if c not in s:
             s[c] = np.nan if c not in ("status",) else "finished"
     for c in ("splits", "seed"):
         s[c] = pd.to_numeric(s[c], errors="coerce")
-    for c in ("final_train_acc", "final_test_acc", "final_train_loss", "sec_per_epoch", "time_to_target_s", "move_1"):
+    for c in ("final_train_acc", "final_test_acc", "final_train_loss", "sec_per_epoch", "time_to_target_s",
+              "target_train_acc", "move_1"):
         s[c] = pd.to_numeric(s[c], errors="coerce")
     s["status"] = s["status"].fillna("unreadable").astype(str)
     return s
 
 
-# --------------------------------------------------------------------------- data
-def _curves(runs: Sequence[Run], col: str) -> pd.DataFrame:
-    """Long table epoch/value/axes of the *finished* runs that have ``col``, epochs >= 1."""
-    frames = []
-    for r in runs:
-        if r.status != "finished" or r.metrics is None or col not in r.metrics or "epoch" not in r.metrics:
-            continue
-        m = r.metrics[["epoch", col]].dropna()
-        m = m[m["epoch"] >= 1] if (m["epoch"] >= 1).any() else m
-        if not len(m):
-            continue
-        m = m.rename(columns={col: "value"}).copy()
-        for k in AXES:
-            m[k] = r.axes.get(k)
-        frames.append(m)
+def _empty_curves() -> pd.DataFrame:
+    return pd.DataFrame(columns=["epoch", *CURVE_COLUMNS, *AXES, "run_dir"])
+
+
+def _curve_rows(metrics: pd.DataFrame | None, axes: dict[str, Any], run_dir: str) -> pd.DataFrame | None:
+    """The drawn part of one run's metrics: epochs >= 1 (all rows if it has none), the
+    :data:`CURVE_COLUMNS` it has, and its axes."""
+    if metrics is None or "epoch" not in metrics or not len(metrics):
+        return None
+    m = metrics[metrics["epoch"] >= 1] if (metrics["epoch"] >= 1).any() else metrics
+    m = m[["epoch", *(c for c in CURVE_COLUMNS if c in m)]].copy()
+    for c in CURVE_COLUMNS:
+        if c not in m:
+            m[c] = np.nan
+    for k in AXES:
+        v = axes.get(k)
+        m[k] = None if (isinstance(v, float) and math.isnan(v)) else v
+    m["run_dir"] = run_dir
+    return m
+
+
+def _concat_curves(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    frames = [f for f in frames if f is not None and len(f)]
     if not frames:
-        return pd.DataFrame(columns=["epoch", "value", *AXES])
+        return _empty_curves()
     out = pd.concat(frames, ignore_index=True)
     out["splits"] = pd.to_numeric(out["splits"], errors="coerce")
     return out
 
 
+def curves_of(runs: Sequence[Run]) -> pd.DataFrame:
+    """Long table (epoch, :data:`CURVE_COLUMNS`, axes, run_dir) of the *finished* runs, epochs >= 1."""
+    return _concat_curves([_curve_rows(r.metrics, r.axes, str(r.path)) for r in runs if r.status == "finished"])
+
+
+@dataclass
+class FigureData:
+    """What the figures draw from, read once: the coerced summary (one row per run) and the
+    finished runs' curves (:func:`curves_of`)."""
+
+    summary: pd.DataFrame
+    curves: pd.DataFrame
+
+
+def from_runs(runs: Sequence[Run], target: float = 0.9, summary: pd.DataFrame | None = None) -> FigureData:
+    """FigureData of loaded runs (summarised here unless ``summary`` is given)."""
+    summary = summarize(runs, target) if summary is None else summary
+    return FigureData(coerce_summary(summary), curves_of(runs))
+
+
+def read_results(summary_csv: str | Path, target: float | None = None,
+                 extra_paths: Sequence[str | Path] = ()) -> FigureData:
+    """Read ``summary.csv`` and the metrics.csv of each finished run it lists (``run_dir``,
+    relative to the csv's folder unless absolute), once.
+
+    ``target``: when it differs from the summary's ``target_train_acc``, the time to target
+    is recomputed from each finished run's curve. ``extra_paths``: further runs (folders or
+    run directories) not listed in the csv, summarised here."""
+    summary_csv = Path(summary_csv)
+    s = coerce_summary(pd.read_csv(summary_csv))
+    base = summary_csv.parent
+    retarget = target is not None and not (s["target_train_acc"] == target).all()
+    frames, listed = [], set()
+    for i, row in s.iterrows():
+        if not isinstance(row["run_dir"], str):
+            continue
+        path = Path(row["run_dir"])
+        path = path if path.is_absolute() else base / path
+        listed.add(path.resolve())
+        if row["status"] != "finished":
+            continue
+        metrics, _ = read_metrics(path)
+        if retarget:
+            s.loc[i, ["time_to_target_s", "epoch_to_target"]] = time_to_target(metrics, target)
+        frames.append(_curve_rows(metrics, row.to_dict(), str(path)))
+    if retarget:
+        s["target_train_acc"] = target
+    extra = [r for r in load_runs(extra_paths) if r.path.resolve() not in listed] if extra_paths else []
+    if extra:
+        s = coerce_summary(pd.concat([s, summarize(extra, 0.9 if target is None else target)], ignore_index=True))
+        frames += [_curve_rows(r.metrics, r.axes, str(r.path)) for r in extra if r.status == "finished"]
+    return FigureData(s, _concat_curves(frames))
+
+
 def _at_split_level(df: pd.DataFrame, splits: int) -> pd.DataFrame:
-    """Backprop rows at n = 1 and split-method rows at n = ``splits``."""
+    """Whole-network rows (backprop, dlADMM) at n = 1 and split-method rows at n = ``splits``."""
     if not len(df):
         return df
-    bp = df["method"].isin(BACKPROP_METHODS) & (df["splits"] == 1)
-    sp = ~df["method"].isin(BACKPROP_METHODS) & (df["splits"] == splits)
-    return df[bp | sp]
+    whole = df["method"].isin(WHOLE_NETWORK_METHODS) & (df["splits"] == 1)
+    sp = ~df["method"].isin(WHOLE_NETWORK_METHODS) & (df["splits"] == splits)
+    return df[whole | sp]
+
+
+# --------------------------------------------------------------------------- accuracy curves
+def _mean_sd(d: pd.DataFrame, col: str = "train_acc") -> pd.DataFrame:
+    """Mean and sd (0 with one value) over seeds (and pooled variants) of ``col`` per epoch."""
+    g = d.groupby("epoch")[col].agg(["mean", "std", "count"]).reset_index()
+    g["std"] = g["std"].fillna(0.0)
+    return g
+
+
+def _markevery(index: int, count: int, points: int) -> tuple[int, int] | None:
+    """Markers of the ``index``-th of ``count`` marked curves with ``points`` points: every
+    ``step``-th point, each curve starting ``step / count`` later, so that curves lying on top
+    of each other show their markers side by side."""
+    if points <= 0:
+        return None
+    count = max(count, 1)
+    step = max(count, round(points / 6))
+    if step > points:  # too few points to stagger: mark every point
+        return (0, 1)
+    return ((index * step) // count, step)
+
+
+def _draw_curves(ax, d: pd.DataFrame, methods: Sequence[str], col: str = "train_acc") -> dict[str, Any]:
+    """One line per method (mean over seeds, band ± 1 sd), in :data:`METHOD_STYLES`, the
+    control underneath; returns {method: line}."""
+    stats = {m: _mean_sd(d[d["method"] == m], col) for m in methods}
+    # markers are staggered among the split methods (the curves that may coincide)
+    marked = [m for m in methods if _style(m).get("marker") and m not in WHOLE_NETWORK_METHODS]
+    lines = {}
+    for m in sorted(methods, key=lambda m: _style(m)["zorder"]):
+        a = stats[m].dropna(subset=["mean"])
+        if not len(a):
+            continue
+        style = _style(m)
+        z = style.pop("zorder")
+        alpha = style.pop("alpha", 1.0)
+        if style.get("marker"):
+            style["markevery"] = _markevery(marked.index(m) if m in marked else 0, len(marked), len(a))
+            style.setdefault("markersize", 5)
+            style["markeredgewidth"] = 1.1
+        if (a["std"] > 0).any():
+            ax.fill_between(a["epoch"], a["mean"] - a["std"], a["mean"] + a["std"], color=_color(m),
+                            alpha=0.15, linewidth=0, zorder=1)
+        (line,) = ax.plot(a["epoch"], a["mean"], color=_color(m), alpha=alpha, zorder=z, label=_label(m), gid=m,
+                          **style)
+        lines[m] = line
+    return lines
+
+
+def _paper_stars(ax, values: dict[str, float], x: float, span: float) -> list[float]:
+    """The paper's values as stars at the last epoch, side by side; returns the values drawn."""
+    drawn = []
+    for k, (m, v) in enumerate(values.items()):
+        ax.scatter([x + k * 0.025 * span], [v], marker="*", s=150, color=_color(m), edgecolor="black",
+                   linewidth=0.6, zorder=7, clip_on=False, gid=f"paper:{m}")
+        drawn.append(v)
+    return drawn
+
+
+def _star_handle() -> Line2D:
+    return Line2D([], [], marker="*", markersize=11, linestyle="none", markerfacecolor="white",
+                  markeredgecolor="black", label="paper's final value (colour = method)")
+
+
+def _acc_ylim(ax, d: pd.DataFrame, extra: Sequence[float] = (), col: str = "train_acc") -> None:
+    lo = float(d[col].min()) if len(d) else 0.5
+    lo = min([lo, *extra])
+    ax.set_ylim(max(0.0, min(0.5, lo - 0.05)), 1.01)
+
+
+def _difference_panel(ax, d: pd.DataFrame, methods: Sequence[str], col: str = "train_acc") -> dict[str, Any]:
+    """Each split method minus the frozen control (same n, same seed, same epoch), in points;
+    mean ± 1 sd over seeds. Returns {method: line}; the control is the zero line."""
+    key = ["seed", "epoch"]
+    ctrl = d[d["method"] == "frozen"].groupby(key)[col].mean().rename("control")
+    lines: dict[str, Any] = {}
+    z = _style("frozen")
+    ax.axhline(0.0, color=_color("frozen"), linewidth=z["linewidth"], alpha=z.get("alpha", 1.0), zorder=z["zorder"],
+               gid="frozen")
+    others = [m for m in methods if m != "frozen" and m not in WHOLE_NETWORK_METHODS]
+    diffs = {}
+    for m in others:
+        own = d[d["method"] == m].groupby(key)[col].mean().rename("own")
+        j = pd.concat([own, ctrl], axis=1, join="inner").dropna().reset_index()
+        if len(j):
+            j["diff"] = 100 * (j["own"] - j["control"])
+            j["method"] = m
+            diffs[m] = j
+    if diffs:
+        lines = _draw_curves(ax, pd.concat(diffs.values(), ignore_index=True), list(diffs), col="diff")
+        lim = max(0.05, *(float(abs(j["diff"]).max()) for j in diffs.values()))
+        ax.set_ylim(-1.25 * lim, 1.25 * lim)
+    return lines
 
 
 # --------------------------------------------------------------------------- Figure 1
@@ -251,72 +434,93 @@ def _figure1_combos(summary: pd.DataFrame) -> list[tuple[str, str]]:
     combos = _combos(summary)
     keep = []
     for ds, md in combos:
-        paper_model = PAPER_FIGURE1_SETUP.get(ds, (None, None))[0]
+        paper_model = paper.FIGURE1_SETUP.get(ds, (None, None))[0]
         if paper_model and md != paper_model and (ds, paper_model) in combos:
             continue
         keep.append((ds, md))
     return keep
 
 
-def figure1(runs: Sequence[Run], summary: pd.DataFrame, splits: int = PAPER_FIGURE1_SPLITS,
-            path_stem: Path | None = None, formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
-    """Training accuracy per epoch per dataset, a line per method, seeds as a ± 1 sd band."""
-    summary = _coerce_summary(summary)
-    curves = _at_split_level(_curves(runs, "train_acc"), splits)
+def _figure1_paper(dataset: str, model: str, methods: Sequence[str]) -> dict[str, float]:
+    """The paper's Figure 1 values for the methods drawn (none unless the paper used this model)."""
+    if paper.FIGURE1_SETUP.get(dataset, (None,))[0] != model:
+        return {}
+    table = paper.FIGURE1_FINAL_TRAIN_ACC.get(dataset, {})
+    return {m: table[m] for m in methods if m in table}
+
+
+def draw_figure1(summary: pd.DataFrame, curves: pd.DataFrame, splits: int = paper.FIGURE1_SPLITS):
+    """Figure 1 as a matplotlib figure, and the note to put under it (see :func:`figure1`)."""
+    curves = _at_split_level(curves, splits)
     combos = _figure1_combos(summary) or [("?", "?")]
-    ncol = min(len(combos), 3)
-    nrow = math.ceil(len(combos) / ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(4.6 * ncol, 3.6 * nrow + 0.5), squeeze=False)
-    for ax in axes.flat[len(combos):]:
-        ax.set_visible(False)
+    with_control = len(curves) and (curves["method"] == "frozen").any()
+    nrow = 2 if with_control else 1
+    ncol = len(combos)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(max(5.5, 4.2 * ncol), 3.4 + 2.3 * (nrow - 1) + 0.6),
+                             squeeze=False, sharex="col", gridspec_kw={"height_ratios": [3, 2][:nrow]})
     handles: dict[str, Any] = {}
-    for ax, (dataset, model) in zip(axes.flat, combos):
+    stars = False
+    for j, (dataset, model) in enumerate(combos):
+        ax = axes[0, j]
         d = curves[(curves["dataset"] == dataset) & (curves["model"] == model)] if len(curves) else curves
+        d = d[d["train_acc"].notna()] if len(d) else d
+        ax.set_title(_panel_title(dataset, model), fontsize=10)
         if not len(d):
             _empty(ax, f"no finished run with train_acc\nfor split methods at n={splits} or backprop at n=1")
-            ax.set_title(_panel_title(dataset, model), fontsize=10)
+            if nrow == 2:
+                _empty(axes[1, j], "")
             continue
         methods = _methods_in(d["method"].tolist())
-        sns.lineplot(data=d, x="epoch", y="value", hue="method", hue_order=methods,
-                     palette={m: _color(m) for m in methods}, errorbar="sd", ax=ax, linewidth=1.4)
-        leg = ax.get_legend()
-        if leg is not None:
-            leg.remove()
-        for line, m in zip(ax.get_lines(), methods):
+        for m, line in _draw_curves(ax, d, methods).items():
             handles.setdefault(m, line)
-        last_epoch = d["epoch"].max()
-        paper = PAPER_FINAL_TRAIN_ACC.get(dataset) if PAPER_FIGURE1_SETUP.get(dataset, (None,))[0] == model else None
-        if paper:
-            for m, v in paper.items():
-                h = ax.scatter([last_epoch], [v], marker="*", s=140, color=_color(m), edgecolor="black",
-                               linewidth=0.6, zorder=5, clip_on=False)
-                handles.setdefault(f"paper:{m}", h)
-            pe = PAPER_FIGURE1_SETUP[dataset][1]
+        last, first = float(d["epoch"].max()), float(d["epoch"].min())
+        values = _figure1_paper(dataset, model, methods)
+        drawn = _paper_stars(ax, values, last, max(last - first, 1.0))
+        if values:
+            stars = True
+            pe = paper.FIGURE1_SETUP[dataset][1]
             ax.text(0.98, 0.03, f"stars: paper, after {pe} epochs", transform=ax.transAxes, ha="right",
                     va="bottom", fontsize=7, color="0.4")
         else:
-            pm = PAPER_FIGURE1_SETUP.get(dataset, (None,))[0]
+            pm = paper.FIGURE1_SETUP.get(dataset, (None,))[0]
             why = f"the paper used {pm} here" if pm else "not in the paper"
             ax.text(0.98, 0.03, f"no paper values ({why})", transform=ax.transAxes, ha="right",
                     va="bottom", fontsize=7, color="0.4")
-        nseeds = d.groupby("method")["seed"].nunique()
-        ax.set_title(f"{_panel_title(dataset, model)} — seeds: {int(nseeds.max())}", fontsize=10)
-        ax.set_xlabel("epoch")
+        nseeds = int(d.groupby("method")["seed"].nunique().max())
+        ax.set_title(f"{_panel_title(dataset, model)} — seeds: {nseeds}", fontsize=10)
         ax.set_ylabel("training accuracy")
-        ax.set_ylim(max(0.0, min(0.5, float(d["value"].min()) - 0.05)), 1.01)
+        _acc_ylim(ax, d, drawn)
         ax.grid(alpha=0.3)
-    labels, hs = [], []
-    for key, h in handles.items():
-        if key.startswith("paper:"):
-            m = key.split(":", 1)[1]
-            lab = f"paper final: {_label(m)}" + (f" (n={PAPER_FIGURE1_SPLITS})" if m == "gsadmm" else "")
-        else:
-            lab = _label(key) + (f" (n={splits})" if key not in BACKPROP_METHODS else " (n=1)")
-        labels.append(lab)
-        hs.append(h)
-    _top(fig, f"Figure 1 analogue: training accuracy per epoch (split methods at n={splits}; "
-              f"band = ± 1 sd over seeds)", hs, labels, ncol=4)
-    return _finish(fig, _note(summary), path_stem, formats)
+        if nrow == 1:
+            ax.set_xlabel("epoch")
+            continue
+        axd = axes[1, j]
+        if not (d["method"] == "frozen").any():
+            _empty(axd, f"no frozen control at n={splits}")
+            continue
+        for m, line in _difference_panel(axd, d, methods).items():
+            handles.setdefault(m, line)
+        axd.set_xlabel("epoch")
+        axd.set_ylabel(f"minus {_label('frozen')}\n(points of accuracy)", fontsize=8)
+        axd.grid(alpha=0.3)
+    order = _methods_in(list(handles))
+    hs = [handles[m] for m in order]
+    labels = [_label(m) + (" (n=1)" if m in WHOLE_NETWORK_METHODS else f" (n={splits})") for m in order]
+    if stars:
+        hs.append(_star_handle())
+        labels.append(hs[-1].get_label())
+    sub = ("\nlower row: each split method minus the frozen control, seed by seed" if nrow == 2 else "")
+    _top(fig, f"Figure 1 analogue: training accuracy per epoch\n(split methods at n={splits}; "
+              f"band = ± 1 sd over seeds){sub}", hs, labels, ncol=_legend_columns(fig, hs))
+    return fig, _note(summary)
+
+
+def figure1(summary: pd.DataFrame, curves: pd.DataFrame, splits: int = paper.FIGURE1_SPLITS,
+            path_stem: Path | None = None, formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
+    """Training accuracy per epoch, a panel per dataset in a row, a line per method, seeds as a
+    ± 1 sd band, the paper's final values as stars; below, each split method minus frozen."""
+    fig, note = draw_figure1(summary, curves, splits)
+    return _finish(fig, note, path_stem, formats)
 
 
 # --------------------------------------------------------------------------- Figure 2
@@ -335,8 +539,8 @@ def _pick_combo(summary: pd.DataFrame, dataset: str | None, model: str | None) -
     if dataset or model:
         match = [c for c in combos if (dataset is None or c[0] == dataset) and (model is None or c[1] == model)]
         return match[0] if match else None
-    if PAPER_FIG2_SETUP in combos:
-        return PAPER_FIG2_SETUP
+    if paper.FIGURE2_SETUP in combos:
+        return paper.FIGURE2_SETUP
     if not combos:
         return None
     # the combination with the most split levels (ties: the first in paper order)
@@ -344,73 +548,97 @@ def _pick_combo(summary: pd.DataFrame, dataset: str | None, model: str | None) -
     return max(combos, key=lambda c: (levels[c], -combos.index(c)))
 
 
-def figure2(runs: Sequence[Run], summary: pd.DataFrame, splits: Sequence[int] = (2, 3, 4),
-            dataset: str | None = None, model: str | None = None,
-            path_stem: Path | None = None, formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
-    """(a) seconds per epoch by method and n; (b) training accuracy per epoch at n in ``splits``."""
-    summary = _coerce_summary(summary)
+def _figure2_levels(curves: pd.DataFrame, splits: Sequence[int]) -> list[int]:
+    """The split levels of panel (b): those asked for that have curves, else all there are."""
+    split_rows = ~curves["method"].isin(WHOLE_NETWORK_METHODS) & (curves["splits"] > 1)
+    have = sorted(curves.loc[split_rows, "splits"].dropna().astype(int).unique())
+    asked = [n for n in splits if n in have]
+    return asked or have
+
+
+def draw_figure2(summary: pd.DataFrame, curves: pd.DataFrame, splits: Sequence[int] = paper.FIGURE2_SPLITS,
+                 dataset: str | None = None, model: str | None = None):
+    """Figure 2 as a matplotlib figure, and its note (see :func:`figure2`)."""
     combo = _pick_combo(summary, dataset, model)
-    fig, (ax_t, ax_a) = plt.subplots(1, 2, figsize=(11, 4.2))
     if combo is None:
+        fig, (ax_t, ax_a) = plt.subplots(1, 2, figsize=(11, 4.2))
         _empty(ax_t, "no runs")
         _empty(ax_a, "no runs")
-        return _finish(fig, None, path_stem, formats)
+        return fig, None
     ds, md = combo
     s = summary[(summary["dataset"] == ds) & (summary["model"] == md)]
+    c = curves[(curves["dataset"] == ds) & (curves["model"] == md) & curves["train_acc"].notna()] if len(curves) \
+        else curves
+    levels = _figure2_levels(c, splits) if len(c) else []
+    k = max(1, len(levels))
+    fig = plt.figure(figsize=(max(10.0, 4.0 * k), 7.8))
+    grid = fig.add_gridspec(2, k, height_ratios=[1, 1])
+    ax_t = fig.add_subplot(grid[0, :])
     ok = s[(s["status"] == "finished") & s["sec_per_epoch"].notna()].copy()
     # (a) bars
+    ax_t.set_title(f"(a) time per epoch — {_panel_title(ds, md)}", fontsize=10)
     if len(ok):
         ok["n"] = ok["splits"].astype(int)
         methods = _methods_in(ok["method"].tolist())
         order = sorted(ok["n"].unique())
         sns.barplot(data=ok, x="n", y="sec_per_epoch", hue="method", hue_order=methods, order=order,
                     palette={m: _color(m) for m in methods}, errorbar="sd", ax=ax_t, capsize=0.1, err_kws={"linewidth": 1})
-        if combo == PAPER_FIG2_SETUP:
-            for (m, n), v in PAPER_FIG2_SEC_PER_EPOCH.items():
+        if combo == paper.FIGURE2_SETUP:
+            for (m, n), v in paper.FIGURE2_SEC_PER_EPOCH.items():
                 if n in order:
                     ax_t.scatter([order.index(n)], [v], marker="_", s=300, color="black", zorder=6)
             ax_t.scatter([], [], marker="_", s=200, color="black", label="paper Fig. 2(b)")
-        ax_t.legend(fontsize=7, title="method", title_fontsize=7)
-        ax_t.set_xlabel(f"n (subnetworks; sgd/adam at n=1) — {_execution_note(ok)}")
+        hs, labs = ax_t.get_legend_handles_labels()
+        ax_t.legend(hs, [_label(x) for x in labs], fontsize=7, title="method", title_fontsize=7)
+        ax_t.set_xlabel(f"n (subnetworks; SGD/Adam at n=1) — {_execution_note(ok)}")
         ax_t.set_ylabel("seconds per epoch (training clock)")
-        ax_t.set_title(f"(a) time per epoch — {_panel_title(ds, md)}", fontsize=10)
         ax_t.grid(axis="y", alpha=0.3)
     else:
         _empty(ax_t, "no finished run with a training clock")
-        ax_t.set_title(f"(a) time per epoch — {_panel_title(ds, md)}", fontsize=10)
-    # (b) curves
-    curves = _curves(runs, "train_acc")
-    if len(curves):
-        curves = curves[(curves["dataset"] == ds) & (curves["model"] == md)]
-        split_rows = ~curves["method"].isin(BACKPROP_METHODS) & (curves["splits"] > 1)
-        if not (split_rows & curves["splits"].isin(list(splits))).any():
-            splits = sorted(curves.loc[split_rows, "splits"].astype(int).unique())  # none asked for: all there are
-        keep = (curves["method"].isin(BACKPROP_METHODS) & (curves["splits"] == 1)) | (
-            ~curves["method"].isin(BACKPROP_METHODS) & curves["splits"].isin(list(splits)))
-        curves = curves[keep].copy()
-    if len(curves):
-        curves["n"] = curves["splits"].astype(int).astype(str)
-        methods = _methods_in(curves["method"].tolist())
-        n_order = [str(n) for n in sorted(curves["splits"].astype(int).unique())]
-        sns.lineplot(data=curves, x="epoch", y="value", hue="method", hue_order=methods, style="n",
-                     style_order=n_order, palette={m: _color(m) for m in methods}, errorbar="sd", ax=ax_a,
-                     linewidth=1.2)
-        if combo == PAPER_FIG2_SETUP:
-            last = curves["epoch"].max()
-            for (m, n), v in PAPER_FIG2_FINAL_TRAIN_ACC.items():
-                ax_a.scatter([last], [v], marker="*", s=110, color=_color(m), edgecolor="black", zorder=6, clip_on=False)
-        ax_a.legend(fontsize=7, ncol=2)
-        ax_a.set_ylim(max(0.0, min(0.5, float(curves["value"].min()) - 0.05)), 1.01)
-        present = sorted(set(int(n) for n in n_order) & set(splits))
-        ax_a.set_title(f"(b) training accuracy, n = {', '.join(map(str, present)) or '—'} (backprop n=1)", fontsize=10)
-    else:
-        _empty(ax_a, f"no finished run with train_acc at n in {list(splits)}")
-        ax_a.set_title("(b) training accuracy", fontsize=10)
-    ax_a.set_xlabel("epoch")
-    ax_a.set_ylabel("training accuracy")
-    ax_a.grid(alpha=0.3)
-    _top(fig, "Figure 2 analogue: speed and accuracy by number of subnetworks")
-    return _finish(fig, _note(s), path_stem, formats)
+    # (b) one panel per split level, the whole-network methods (n = 1) in each
+    if not levels:
+        ax = fig.add_subplot(grid[1, 0])
+        _empty(ax, f"no finished run with train_acc at n in {list(splits)}")
+        ax.set_title("(b) training accuracy", fontsize=10)
+        fig.tight_layout()
+        return fig, _note(s)
+    first = None
+    for i, n in enumerate(levels):
+        ax = fig.add_subplot(grid[1, i], sharey=first)
+        first = first or ax
+        d = _at_split_level(c, n)
+        methods = _methods_in(d["method"].tolist())
+        _draw_curves(ax, d, methods)
+        drawn = []
+        if combo == paper.FIGURE2_SETUP:
+            values = {m: v for (m, nn), v in paper.FIGURE2_FINAL_TRAIN_ACC.items()
+                      if m in methods and nn == (1 if m in WHOLE_NETWORK_METHODS else n)}
+            last, lo = float(d["epoch"].max()), float(d["epoch"].min())
+            drawn = _paper_stars(ax, values, last, max(last - lo, 1.0))
+        ax.set_title(f"(b) training accuracy, n = {n}", fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("training accuracy" if i == 0 else "")
+        if i == 0:
+            _acc_ylim(ax, c, drawn)
+        ax.grid(alpha=0.3)
+    methods = _methods_in(c["method"].tolist())
+    hs = [Line2D([], [], color=_color(m), **{k: v for k, v in _style(m).items() if k != "zorder"}) for m in methods]
+    labels = [_label(m) + (" (n=1)" if m in WHOLE_NETWORK_METHODS else "") for m in methods]
+    if combo == paper.FIGURE2_SETUP:
+        hs.append(_star_handle())
+        labels.append(hs[-1].get_label())
+    _top(fig, "Figure 2 analogue: speed and accuracy by number of subnetworks", hs, labels,
+         ncol=_legend_columns(fig, hs))
+    return fig, _note(s)
+
+
+def figure2(summary: pd.DataFrame, curves: pd.DataFrame, splits: Sequence[int] = paper.FIGURE2_SPLITS,
+            dataset: str | None = None, model: str | None = None,
+            path_stem: Path | None = None, formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
+    """(a) seconds per epoch by method and n; (b) training accuracy per epoch, a panel per n in
+    ``splits`` (those present; all there are if none), SGD/Adam at n = 1 in each."""
+    fig, note = draw_figure2(summary, curves, splits, dataset, model)
+    return _finish(fig, note, path_stem, formats)
 
 
 # --------------------------------------------------------------------------- beyond the paper
@@ -437,7 +665,6 @@ def _split_ticks(ax, levels: Sequence[int]) -> None:
 def acc_vs_splits(summary: pd.DataFrame, path_stem: Path | None = None,
                   formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
     """Final train (left) and test (right) accuracy versus n, mean ± sd over seeds."""
-    summary = _coerce_summary(summary)
     fig, axes, combos = _rows_of_combos(summary, 2)
     ok_all = summary[summary["status"] == "finished"]
     legend: dict[str, Any] = {}
@@ -487,7 +714,6 @@ def time_to_target_figure(summary: pd.DataFrame, target: float = 0.9, path_stem:
     ``summary`` must hold ``time_to_target_s`` computed for the same target (``summarize``
     with ``target``); runs that never reach it are counted in the 'k/m reached' labels.
     """
-    summary = _coerce_summary(summary)
     fig, axes, combos = _rows_of_combos(summary, 1, width=6.5)
     ok_all = summary[summary["status"] == "finished"]
     never: list[str] = []
@@ -547,7 +773,6 @@ def time_to_target_figure(summary: pd.DataFrame, target: float = 0.9, path_stem:
 def speedup(summary: pd.DataFrame, reference: str = "adam", path_stem: Path | None = None,
             formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
     """Seconds per epoch of ``reference`` at n = 1 divided by each run's, versus n."""
-    summary = _coerce_summary(summary)
     fig, axes, combos = _rows_of_combos(summary, 1, width=6.5)
     ok_all = summary[(summary["status"] == "finished") & summary["sec_per_epoch"].notna()
                      & (summary["sec_per_epoch"] > 0)]
@@ -575,9 +800,10 @@ def speedup(summary: pd.DataFrame, reference: str = "adam", path_stem: Path | No
         ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
         _split_ticks(ax, d["splits"].tolist())
         ax.set_xlabel("n (number of subnetworks)")
-        ax.set_ylabel(f"{ref_name} n=1 s/epoch ÷ run's s/epoch")
-        ax.text(0.01, 0.97, f"reference: {_label(ref_name)} n=1, {ref:.3g} s/epoch; {_execution_note(d)}",
-                transform=ax.transAxes, fontsize=7, va="top", color="0.3")
+        ax.set_ylabel(f"{_label(ref_name)} n=1 s/epoch ÷ run's s/epoch")
+        # under the title, where the legend cannot cover it
+        ax.set_title(f"{_panel_title(ds, md)} — speedup per epoch\nreference: {_label(ref_name)} n=1, "
+                     f"{ref:.3g} s/epoch; {_execution_note(d)}", fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     _top(fig, "Speedup per epoch versus n (> 1: faster than the reference)")
@@ -630,7 +856,6 @@ def sweep(summary: pd.DataFrame, reference: str = "adam", path_stem: Path | None
     """Final test (and train) accuracy per variant: a panel per dataset/model/method/n, a row per
     variant (sorted), against ``frozen`` at the same n and ``reference`` at n = 1 (see
     :func:`tssm.summary.sweep_table` for which control runs each variant is compared with)."""
-    summary = _coerce_summary(summary)
     table = sweep_table(summary, reference) if len(summary) else pd.DataFrame()
     panels = list(table.groupby(["dataset", "model", "method", "splits"], sort=False)) if len(table) else []
     if not panels:
@@ -663,25 +888,27 @@ def sweep(summary: pd.DataFrame, reference: str = "adam", path_stem: Path | None
 
 
 # --------------------------------------------------------------------------- all of them
-def make_figures(runs: Sequence[Run], out_dir: str | Path, *, summary: pd.DataFrame | None = None,
-                 figure1_splits: int = PAPER_FIGURE1_SPLITS, figure2_splits: Sequence[int] = (2, 3, 4),
+def make_figures(results: FigureData | Sequence[Run], out_dir: str | Path, *, summary: pd.DataFrame | None = None,
+                 figure1_splits: int = paper.FIGURE1_SPLITS, figure2_splits: Sequence[int] = paper.FIGURE2_SPLITS,
                  figure2_dataset: str | None = None, figure2_model: str | None = None,
                  target: float = 0.9, reference: str = "adam",
                  formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
     """Write every figure of :data:`FIGURES` under ``out_dir`` (and :data:`SWEEP_FIGURE` when runs
-    have variants); returns the files written."""
-    out = Path(out_dir)
+    have variants); returns the files written.
+
+    ``results``: what :func:`read_results` or :func:`from_runs` returns, or loaded runs (then
+    summarised here, once, unless ``summary`` is given)."""
+    data = results if isinstance(results, FigureData) else from_runs(results, target, summary)
+    s, out = data.summary, Path(out_dir)
     sns.set_theme(style="whitegrid", context="paper")
-    if summary is None:
-        summary = summarize(runs, target)
     written = []
-    written += figure1(runs, summary, figure1_splits, out / "figure1_train_acc", formats)
-    written += figure2(runs, summary, figure2_splits, figure2_dataset, figure2_model, out / "figure2_speed", formats)
-    written += acc_vs_splits(summary, out / "acc_vs_splits", formats)
-    written += time_to_target_figure(summary, target, out / "time_to_target", formats)
-    written += speedup(summary, reference, out / "speedup", formats)
-    if has_variants(summary):
-        written += sweep(summary, reference, out / SWEEP_FIGURE, formats)
+    written += figure1(s, data.curves, figure1_splits, out / "figure1_train_acc", formats)
+    written += figure2(s, data.curves, figure2_splits, figure2_dataset, figure2_model, out / "figure2_speed", formats)
+    written += acc_vs_splits(s, out / "acc_vs_splits", formats)
+    written += time_to_target_figure(s, target, out / "time_to_target", formats)
+    written += speedup(s, reference, out / "speedup", formats)
+    if has_variants(s):
+        written += sweep(s, reference, out / SWEEP_FIGURE, formats)
     return written
 
 
@@ -692,9 +919,10 @@ def build_parser(prog: str = "python -m tssm.figures") -> argparse.ArgumentParse
                                            "uses that summary's list of runs")
     p.add_argument("--summary", help="summary.csv whose run_dir column lists the runs to draw")
     p.add_argument("--out-dir", help="where the figures go (default: <results>/figures)")
-    p.add_argument("--figure1-splits", type=int, default=PAPER_FIGURE1_SPLITS,
+    p.add_argument("--figure1-splits", type=int, default=paper.FIGURE1_SPLITS,
                    help="split level n of the split methods in Figure 1 (default 2, the paper's)")
-    p.add_argument("--figure2-splits", type=int, nargs="+", default=[2, 3, 4], help="n levels of Figure 2(b)")
+    p.add_argument("--figure2-splits", type=int, nargs="+", default=list(paper.FIGURE2_SPLITS),
+                   help="n levels of Figure 2(b)")
     p.add_argument("--figure2-dataset", help="dataset of Figure 2 (default: cifar10/resnet if present, else the "
                                              "dataset/model with most split levels)")
     p.add_argument("--figure2-model", help="model of Figure 2")
@@ -713,26 +941,21 @@ def main(argv: list[str] | None = None, prog: str = "python -m tssm.figures") ->
         if not summary_path.exists():
             print(f"error: {summary_path} does not exist (run python -m tssm.summary first)", file=sys.stderr)
             return 2
-        listed = pd.read_csv(summary_path)
-        run_dirs = listed["run_dir"].dropna().tolist() if "run_dir" in listed else []
-        # run_dir is relative to the summary's folder (absolute paths are kept as they are)
-        runs = [load_run(summary_path.parent / p) for p in run_dirs] + (load_runs(args.paths) if args.paths and args.summary else [])
+        # the listed runs, and with --summary any further run folders given
+        data = read_results(summary_path, args.target_acc, args.paths if args.summary else ())
         base = summary_path.parent
     elif args.paths:
-        runs = load_runs(args.paths)
+        data = from_runs(load_runs(args.paths), args.target_acc)
         base = Path(args.paths[0]) if Path(args.paths[0]).is_dir() else Path(".")
     else:
         print("error: give a results folder, run directories or --summary", file=sys.stderr)
         return 2
-    # one Run per directory, even if it was both listed and found
-    runs = list({str(r.path): r for r in runs}.values())
-    summary = summarize(runs, args.target_acc)
     out = Path(args.out_dir) if args.out_dir else base / "figures"
-    written = make_figures(runs, out, summary=summary, figure1_splits=args.figure1_splits,
+    written = make_figures(data, out, figure1_splits=args.figure1_splits,
                            figure2_splits=args.figure2_splits, figure2_dataset=args.figure2_dataset,
                            figure2_model=args.figure2_model, target=args.target_acc, reference=args.reference,
                            formats=args.formats)
-    print(f"{len(runs)} runs -> {len(written)} files in {out}")
+    print(f"{len(data.summary)} runs -> {len(written)} files in {out}")
     return 0
 
 

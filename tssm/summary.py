@@ -43,6 +43,7 @@ __all__ = [
     "load_run",
     "load_runs",
     "markdown_table",
+    "read_metrics",
     "summarize",
     "sweep_fields",
     "sweep_markdown",
@@ -148,8 +149,9 @@ def find_runs(paths: Iterable[str | Path]) -> list[Path]:
     return sorted(found)
 
 
-def _read_metrics(path: Path) -> tuple[pd.DataFrame | None, str | None]:
-    f = path / "metrics.csv"
+def read_metrics(path: str | Path) -> tuple[pd.DataFrame | None, str | None]:
+    """A run folder's metrics.csv, numeric and sorted by epoch, or (None, why not)."""
+    f = Path(path) / "metrics.csv"
     if not f.exists():
         return None, "no metrics.csv"
     try:
@@ -169,7 +171,7 @@ def load_run(path: str | Path) -> Run:
     if path.name in ("run.json", "metrics.csv"):
         path = path.parent
     axes = axes_from_path(path)
-    metrics, metrics_problem = _read_metrics(path)
+    metrics, metrics_problem = read_metrics(path)
     info: dict[str, Any] = {}
     problem = None
     rj = path / "run.json"

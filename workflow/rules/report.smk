@@ -19,6 +19,7 @@ rule figures:
     input:
         summary=f"{RESULTS}/summary.csv",
         code=f"{REPO}/tssm/figures.py",  # changed drawing code redraws the figures
+        paper=f"{REPO}/tssm/paper.py",  # ... and so do changed paper values
     output:
         [_figure(stem) for stem in FIGURE_STEMS],
         [f"{FIGDIR}/{stem}.pdf" for stem in FIGURE_STEMS],
