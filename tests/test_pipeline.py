@@ -10,6 +10,7 @@ import itertools
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -64,6 +65,12 @@ def expected_grid(cfg: dict) -> set[tuple]:
     return points
 
 
+def printed_point(out: str) -> dict:
+    """The point.yaml a train job's printed shell command writes (`snakemake -p`)."""
+    rest = out[out.index("printf '%s' ") + len("printf '%s' "):]
+    return yaml.safe_load(shlex.split(rest)[0])
+
+
 def write_config(path: Path, cfg: dict) -> Path:
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path
@@ -111,7 +118,8 @@ def test_paper_config_uses_gpus_and_torchrun_for_workers(tmp_path: Path):
     assert r.returncode == 0, r.stderr
     out = r.stdout
     assert "torch.distributed.run --standalone --nproc-per-node 3 -m tssm train" in out
-    assert "--device cuda" in out and "--epochs 500" in out
+    point = printed_point(out)
+    assert point["device"] == "cuda" and point["epochs"] == 500
     assert re.search(r"resources:.*gpu=3", out)
     assert "prepare_data" in out  # the data rule runs before the fan-out
     single = "results/paper/runs/mnist/mlp/adam/n1/seed0/run.json"
@@ -137,7 +145,7 @@ def test_sweep_variants_get_their_folder_settings_and_tags(tmp_path: Path):
     assert r.returncode == 0, r.stderr
     out_dir = f"results/sweep/runs/fashion_mnist/mlp/gsadmm/n5/seed0/{variant}"
     assert f"train --config {out_dir}/point.yaml --out {out_dir} " in r.stdout
-    point = yaml.safe_load(re.search(r"printf '%s' '(.*?)' >", r.stdout, re.S).group(1))
+    point = printed_point(r.stdout)
     assert {k: point[k] for k in ("rho", "tau2", "scaling", "init", "epochs", "width", "method", "splits")} == {
         "rho": 10, "tau2": 1, "scaling": "sample", "init": "demo", "epochs": 10, "width": 512, "method": "gsadmm",
         "splits": 5}
@@ -145,7 +153,7 @@ def test_sweep_variants_get_their_folder_settings_and_tags(tmp_path: Path):
     assert tags["variant"] == variant
     assert {k: v for k, v in tags.items() if k.startswith("variant.")} == {
         "variant.init": "demo", "variant.rho": "10", "variant.scaling": "sample", "variant.tau2": "1"}
-    assert f"logs/sweep/train/fashion_mnist/mlp/gsam/n5/seed0/{variant}.log" in r.stdout
+    assert f"logs/sweep/train/fashion_mnist/mlp/gsadmm/n5/seed0/{variant}.log" in r.stdout
 
 
 def test_variant_names_are_stable_and_mixed_configs_keep_plain_paths(tmp_path: Path):

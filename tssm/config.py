@@ -374,8 +374,11 @@ def json_schema_of(owner: type, f: Any) -> dict[str, Any]:
         schema = {"type": "string"}
     if meta.get("help"):
         schema["description"] = meta["help"]
-    if optional:
-        schema = {"oneOf": [schema, {"type": "null"}], "description": schema.pop("description", "")}
+    if optional:  # keywords like minimum or items apply to their own type only, so null passes them
+        if "enum" in schema:
+            schema["enum"] = [*schema["enum"], None]
+        else:
+            schema["type"] = [schema["type"], "null"]
     return schema
 
 

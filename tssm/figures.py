@@ -57,7 +57,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import paper
+from . import layout, paper
 from .summary import (AXES, SUMMARY_COLUMNS, SWEEP_CONTROL, Run, has_variants, load_runs, read_metrics,
                       setting_text, summarize, sweep_fields, sweep_table, time_to_target)
 
@@ -119,8 +119,8 @@ DATASET_ORDER = ["mnist", "fashion_mnist", "kmnist", "cifar10", "cifar100", "dig
 DATASET_LABELS = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "kmnist": "KMNIST", "cifar10": "CIFAR-10",
                   "cifar100": "CIFAR-100", "digits": "digits (8x8)"}
 
-#: File stems this module writes (one PNG and one PDF each).
-FIGURES = ("figure1_train_acc", "figure2_speed", "acc_vs_splits", "time_to_target", "speedup")
+#: File stems this module writes (one PNG and one PDF each), from the catalogue in tssm.layout ...
+FIGURES = tuple(layout.figure_stems(has_variants=False))
 #: ... and this one too when any run has a variant.
 SWEEP_FIGURE = "sweep"
 
