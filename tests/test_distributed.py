@@ -116,3 +116,24 @@ def test_lost_contact_names_the_peer(owner, peer, named):
     err = box._lost(peer, RuntimeError("Connection closed by peer\nmore"))
     assert isinstance(err, DistributedError)
     assert f"rank 0 lost contact with {named}:" in str(err) and "Connection closed by peer" in str(err)
+
+
+@pytest.mark.parametrize("flag, values", [("--lr", ("0.001", "0.002")), ("--epochs", ("2", "3"))])
+def test_ranks_started_with_different_settings_all_stop(flag, values, tmp_path):
+    """A launcher that gives one rank other arguments: every rank stops at once, naming the field."""
+    wrapper = tmp_path / "wrap.sh"
+    opts = [a for a in ARGS if a not in ("--epochs", "2")] if flag == "--epochs" else ARGS
+    wrapper.write_text("#!/bin/sh\n"
+                       f'if [ "$RANK" = 0 ]; then v={values[0]}; else v={values[1]}; fi\n'
+                       f'exec {sys.executable} -m tssm train {" ".join(opts)} --method gsadmm --splits 2 '
+                       f'{flag} $v --out {tmp_path / "r"}\n')
+    wrapper.chmod(0o755)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--rdzv-backend", "c10d",
+           "--rdzv-endpoint", "localhost:0", "--no-python", str(wrapper)]
+    t0 = time.time()
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert p.returncode != 0
+    field = flag[2:]
+    assert f"different settings: {field} (rank 0: " in p.stderr, p.stderr[-2000:]
+    assert time.time() - t0 < 60
+    assert not (tmp_path / "r" / "run.json").exists()

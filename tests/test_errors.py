@@ -26,6 +26,10 @@ CASES = [
     (["--cuts", "3", "3", "--splits", "3"], "strictly increasing"),
     (["--schedule", "nightly"], "unknown schedule 'nightly'"),
     (["--dataset", "mnist", "--data-root", "{tmp}/empty", "--download", "false"], "is not on disk"),
+    (["--tau2", "inf"], "tau2 must be a positive number, got inf"),
+    (["--dist-timeout", "0"], "dist_timeout must be a positive number"),
+    (["--seed", "18000000000000"], "seed must be below 2**31"),
+    (["--method", "adam", "--rho", "10"], "'rho' is a setting of gsadmm, not of method 'adam'"),
 ]
 
 
@@ -90,3 +94,38 @@ def test_config_file_with_flag_override_and_tags(tmp_path):
 
     info = json.loads((out / "run.json").read_text())
     assert info["config"]["epochs"] == 1 and info["config"]["width"] == 32 and info["config"]["tags"] == {"a": "b"}
+
+
+@pytest.mark.parametrize("text, message", [
+    ("mlflow: 'false'\n", "mlflow must be true or false, got 'false'"),
+    ("download: 'no'\n", "download must be true or false, got 'no'"),
+    ("checkpoint: 'no'\n", "checkpoint must be true or false"),
+    ("seed: true\n", "seed must be a non-negative integer, got True"),
+    ("out: 123\n", "out must be a string, got 123"),
+    ("cuts: '3'\n", "cuts must be a list of integers, got '3'"),
+    ("cuts: [2.5]\n", "cuts must be a list of integers, got [2.5]"),
+    ("tags: [a, b]\n", "tags must be a mapping"),
+    ("tau2: .inf\n", "tau2 must be a positive number, got inf"),
+])
+def test_config_values_are_strictly_typed(text, message, tmp_path, capsys):
+    """YAML strings are never taken as booleans, numbers must be finite, lists hold integers."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("epochs: 1\nwidth: 8\nmlflow: false\n" * ("mlflow" not in text) + text)
+    out = [] if text.startswith("out:") else ["--out", str(tmp_path / "r")]  # a flag would override it
+    assert main(["train", "--config", str(cfg), "--no-progress", *out]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err, err
+
+
+def test_unreadable_config_files(tmp_path, capsys):
+    (tmp_path / "bin.yaml").write_bytes(bytes(range(256)))
+    for path, message in ((tmp_path / "bin.yaml", "not valid YAML"), (tmp_path, "not a file")):
+        assert main(["train", "--config", str(path), "--out", str(tmp_path / "r")]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, err
+
+
+def test_malformed_tag_flag(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(BASE + ["--tags", "foo", "--out", str(tmp_path / "r")])
+    assert e.value.code == 2 and "expected KEY=VALUE" in capsys.readouterr().err

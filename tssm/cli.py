@@ -5,7 +5,8 @@
 Every field of :class:`tssm.config.RunConfig` and of each method's settings is a flag
 (``--tau1``, ``--p-grad`` ...), grouped as ``--help`` shows;
 ``--config FILE`` reads a YAML mapping first, and flags given on the command line win.
-Errors the user can fix are printed as one line and exit with status 2.
+Errors the user can fix are printed as one line and exit with status 2; a diverged run
+exits 3 (its record says so), an interrupted one 4 (the same command resumes it).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 
 from . import __version__
 from .config import RunConfig, field_type
-from .errors import TSSMError
+from .errors import Interrupted, TSSMError
 
 
 def _parse_bool(s: str) -> bool:
@@ -144,9 +145,12 @@ def main(argv: list[str] | None = None) -> int:
             if info.get("final"):
                 final = {k: info["final"][k] for k in ("epoch", "train_acc", "test_acc", "train_time_s") if k in info["final"]}
                 print(json.dumps({"status": info["status"], **final}))
-            if info["status"] != "finished":
+            if info["status"] != "finished":  # diverged: a result, recorded as such
                 print(f"error: {info.get('reason')}", file=sys.stderr)
                 return 3
+    except Interrupted as e:  # stopped after a checkpoint: the same command resumes it
+        print(f"error: {e}", file=sys.stderr)
+        return 4
     except TSSMError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

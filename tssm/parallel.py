@@ -271,3 +271,22 @@ def init_distributed(device: str, timeout_s: float) -> tuple[int, int, torch.dev
     if not dist.is_initialized():
         dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
     return rank, dist.get_world_size(), dev, comm
+
+
+def agree_on_config(settings: dict, rank: int, world: int) -> None:
+    """Every rank must train the same config: gather each rank's settings and stop all of them,
+    naming the differing fields, when any differs from rank 0's (a wrapper that passes one
+    rank other arguments would otherwise give numbers that belong to no config)."""
+    gathered: list[dict] = [{} for _ in range(world)]
+    try:
+        dist.all_gather_object(gathered, settings)
+    except Exception as e:
+        raise DistributedError(f"rank {rank} could not exchange its config with the other ranks ({e})") from None
+    diffs = []
+    for r, other in enumerate(gathered[1:], start=1):
+        for key in sorted(set(gathered[0]) | set(other)):
+            if gathered[0].get(key) != other.get(key):
+                diffs.append(f"{key} (rank 0: {gathered[0].get(key)!r}, rank {r}: {other.get(key)!r})")
+    if diffs:
+        raise DistributedError("the ranks were started with different settings: " + "; ".join(diffs)
+                               + "; start every rank with the same arguments")

@@ -23,10 +23,11 @@ import torch
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import RunConfig
 from .data import Dataset, load_dataset
-from .errors import ConfigError, DivergenceError, Interrupted
+from .errors import ConfigError, DistributedError, DivergenceError, Interrupted
 from .evaluate import Evaluation, finalize
 from .models import build_model
-from .parallel import DistributedExecutor, Executor, SerialExecutor, init_distributed, slurm_to_torchrun_env, stage_owner
+from .parallel import (DistributedExecutor, Executor, SerialExecutor, agree_on_config, init_distributed,
+                       slurm_to_torchrun_env, stage_owner)
 from .solvers import Solver, Stage, make_solver
 from .split import balanced_cuts, block_flops, block_sizes, check_splits, compute_cuts, split_model
 from .tracking import Recorder, environment
@@ -185,6 +186,7 @@ def start(cfg: RunConfig) -> Session:
     comm_device = None
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         rank, world, device, comm_device = init_distributed(resolve_device(cfg.device).type, cfg.dist_timeout)
+        agree_on_config({**cfg.hyperparameters(), "out": cfg.out, "checkpoint": cfg.checkpoint}, rank, world)
     else:
         rank, world, device = 0, 1, resolve_device(cfg.device)
     threads = cfg.threads or max(1, (os.cpu_count() or 1) // world)
@@ -211,6 +213,11 @@ def resume_or_initialise(s: Session) -> TrainState:
     """The state after the last checkpointed epoch, or a fresh one after the solver's
     initialisation phases; starts the MLflow run (a resumed run continues its own)."""
     state = load_checkpoint(s.ckpt_path, s.cfg, s.executor.stages, s.solver) if s.cfg.checkpoint else None
+    epochs = s.executor.all_sum({f"resume_epoch_r{s.executor.rank}": state.epoch if state else 0})
+    if len(set(epochs.values())) > 1:
+        found = ", ".join(f"rank {k.rsplit('_r', 1)[1]}: epoch {int(v)}" for k, v in sorted(epochs.items()))
+        raise DistributedError(f"the ranks' checkpoints in {s.ckpt_path.parent} are from different epochs ({found}); "
+                               f"delete that folder to start over")
     if state is None:
         state = TrainState()
         s.executor.run(s.solver.init_phases(), torch.arange(s.solver.M, device=s.device))
