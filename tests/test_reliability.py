@@ -125,3 +125,56 @@ def test_run_files_follow_the_umask(tmp_path):
         os.umask(old)
     for name in ("run.json", "metrics.csv"):
         assert (out / name).stat().st_mode & 0o777 == 0o644, name
+
+
+def _train(out, *extra):
+    return main(["train", *SMALL, "--method", "adam", "--epochs", "2", "--mlflow", "false", "--checkpoint", "false",
+                 "--out", str(out), *extra])
+
+
+def test_rerunning_a_finished_run_is_a_no_op(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert _train(out) == 0
+    before = {f: (out / f).stat().st_mtime_ns for f in ("run.json", "metrics.csv")}
+    assert _train(out) == 0
+    assert "nothing to do" in capsys.readouterr().err
+    assert before == {f: (out / f).stat().st_mtime_ns for f in ("run.json", "metrics.csv")}
+
+
+def test_another_config_is_refused_then_overwrite_moves_the_old_record_aside(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert _train(out) == 0
+    old = (out / "metrics.csv").read_text()
+    assert _train(out, "--lr", "0.01") == 2
+    err = capsys.readouterr().err
+    assert "holds a run of another config" in err and "--overwrite" in err and "Traceback" not in err
+    assert (out / "metrics.csv").read_text() == old  # nothing touched
+    assert _train(out, "--lr", "0.01", "--overwrite") == 0
+    moved = list((out / ".replaced").glob("*/metrics.csv"))
+    assert len(moved) == 1 and moved[0].read_text() == old
+    assert json.loads((out / "run.json").read_text())["config"]["lr"] == 0.01
+    from tssm.summary import find_runs
+    assert find_runs([tmp_path]) == [out.resolve()]  # the moved record is no run of the summary
+
+
+def test_two_runs_into_one_folder_at_once(tmp_path):
+    out = tmp_path / "run"
+    first = _popen(["--method", "gsadmm", "--epochs", "5000", "--mlflow", "false"], out)
+    deadline = time.time() + 60
+    while _rows(out) < 1 and time.time() < deadline:
+        time.sleep(0.05)
+    second = subprocess.run([sys.executable, "-m", "tssm", "train", *SMALL, "--method", "adam", "--epochs", "1",
+                             "--mlflow", "false", "--out", str(out)], capture_output=True, text=True, timeout=120)
+    first.terminate()
+    first.communicate(timeout=120)
+    assert second.returncode == 2 and "another run is writing" in second.stderr, second.stderr
+
+
+def test_summary_flags_metrics_that_do_not_match_run_json(tmp_path):
+    out = tmp_path / "run"
+    assert _train(out) == 0
+    m = pd.read_csv(out / "metrics.csv")
+    m.iloc[:2].to_csv(out / "metrics.csv", index=False)  # what a later, killed run would leave
+    from tssm.summary import load_run
+    run = load_run(out)
+    assert run.status == "incomplete" and "does not match" in run.problem

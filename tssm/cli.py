@@ -113,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Train one configuration. Under torchrun, one rank per subnetwork.")
     tr.add_argument("--config", help="YAML file of run settings; flags override it")
     tr.add_argument("--no-progress", action="store_true", help="no progress bar")
+    tr.add_argument("--overwrite", action="store_true",
+                    help="train even if --out holds a finished run or another config's record (moved to OUT/.replaced/)")
     _add_config_flags(tr)
     for name, what in FORWARDED.items():
         # no options of its own: everything after the subcommand (--help included) is forwarded
@@ -141,7 +143,9 @@ def main(argv: list[str] | None = None) -> int:
             from .run import train
 
             cfg = config_from_args(args)
-            info = train(cfg, progress=not args.no_progress)
+            info = train(cfg, progress=not args.no_progress, overwrite=args.overwrite)
+            if info.get("nothing_to_do"):
+                print(f"note: {info['nothing_to_do']}", file=sys.stderr)
             if info.get("final"):
                 final = {k: info["final"][k] for k in ("epoch", "train_acc", "test_acc", "train_time_s") if k in info["final"]}
                 print(json.dumps({"status": info["status"], **final}))

@@ -9,6 +9,7 @@ per-epoch work); evaluation is timed separately and never changes training state
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import resource
@@ -29,6 +30,7 @@ from .models import build_model
 from .parallel import (DistributedExecutor, Executor, SerialExecutor, agree_on_config, init_distributed,
                        slurm_to_torchrun_env, stage_owner)
 from .solvers import Solver, Stage, make_solver
+from .rundir import RunFolder, RunFolderError
 from .split import balanced_cuts, block_flops, block_sizes, check_splits, compute_cuts, split_model
 from .tracking import Recorder, environment
 
@@ -148,10 +150,27 @@ class Session:
     ckpt_path: Path
 
 
-def train(cfg: RunConfig, *, progress: bool = True) -> dict[str, Any]:
-    """Run ``cfg`` to the end; returns the run record (also written as ``run.json``)."""
+def train(cfg: RunConfig, *, progress: bool = True, overwrite: bool = False) -> dict[str, Any]:
+    """Run ``cfg`` to the end; returns the run record (also written as ``run.json``).
+
+    The run folder is claimed first (:mod:`tssm.rundir`): a finished run of the same config is
+    not trained again (the record says ``nothing_to_do``), another config's is refused unless
+    ``overwrite``."""
     cfg.validate()
     session = start(cfg)
+    folder = RunFolder(cfg.out, cfg.config_hash(), cfg.to_dict())
+    try:
+        done = claim_folder(session, folder, overwrite)
+        if done:
+            session.executor.close()
+            return {**json.loads((Path(cfg.out) / "run.json").read_text()), "nothing_to_do": done}
+        return train_claimed(session, progress)
+    finally:
+        folder.release()
+
+
+def train_claimed(session: Session, progress: bool) -> dict[str, Any]:
+    cfg = session.cfg
     state = resume_or_initialise(session)
     ex, recorder = session.executor, session.recorder
     status, reason, epoch = "finished", None, state.epoch
@@ -207,6 +226,22 @@ def start(cfg: RunConfig) -> Session:
         solver.setup(st)
     recorder = Recorder(cfg, environment(device, threads, world)) if executor.is_main else None
     return Session(cfg, device, problem, stages, solver, executor, recorder, Path(cfg.out) / "checkpoint" / f"rank{rank}.pt")
+
+
+def claim_folder(s: Session, folder: RunFolder, overwrite: bool) -> str | None:
+    """Rank 0 claims the run folder; every rank learns the outcome (an error, nothing to do, or go)."""
+    problem, done = None, None
+    if s.executor.is_main:
+        try:
+            done = folder.claim(overwrite=overwrite)
+        except RunFolderError as e:
+            problem = e
+    if not s.executor.all_true(problem is None):
+        s.executor.close()
+        raise problem or RunFolderError("rank 0 could not claim the run folder (see its error)")
+    if not s.executor.all_true(done is None):
+        return done or "rank 0 found this config's finished run; nothing to do"
+    return None
 
 
 def resume_or_initialise(s: Session) -> TrainState:

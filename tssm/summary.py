@@ -142,7 +142,8 @@ def find_runs(paths: Iterable[str | Path]) -> list[Path]:
             found[p.resolve()] = None
         elif p.is_dir():
             for f in sorted(p.rglob("*")):
-                if f.name in ("run.json", "metrics.csv") and f.is_file():
+                hidden = any(part.startswith(".") for part in f.relative_to(p).parts)  # e.g. .replaced/
+                if f.name in ("run.json", "metrics.csv") and f.is_file() and not hidden:
                     found[f.parent.resolve()] = None
         elif p.name in ("run.json", "metrics.csv") and p.parent.is_dir():
             found[p.parent.resolve()] = None  # a listed run whose file is gone: still a row
@@ -199,7 +200,20 @@ def load_run(path: str | Path) -> Run:
             axes[k] = None
     if metrics is None and status == "finished":
         problem = metrics_problem
+    elif status == "finished" and not _metrics_agree(info, metrics):
+        status, problem = "incomplete", "metrics.csv does not match run.json (a later run rewrote it?)"
     return Run(path=path, axes=axes, status=status, info=info, metrics=metrics, problem=problem)
+
+
+def _metrics_agree(info: dict[str, Any], metrics: pd.DataFrame) -> bool:
+    """Whether metrics.csv ends where run.json says the run ended (same last epoch and loss)."""
+    final = info.get("final") if isinstance(info.get("final"), dict) else {}
+    if not final or "epoch" not in metrics or not len(metrics):
+        return True
+    last = metrics.iloc[-1]
+    same_epoch = _num(final.get("epoch")) == _num(last.get("epoch"))
+    a, b = _num(final.get("train_loss")), _num(last.get("train_loss"))
+    return same_epoch and (a == b or (math.isnan(a) and math.isnan(b)) or abs(a - b) <= 1e-9 * max(1.0, abs(a)))
 
 
 def load_runs(paths: Iterable[str | Path]) -> list[Run]:

@@ -41,7 +41,9 @@ rule train:
 
     Exit status 3 (diverged) still writes run.json with status "diverged": the job
     succeeds and the summary reports it. Any other failure fails the job. A killed job
-    resumes from its checkpoint when re-run (if checkpoints are on)."""
+    resumes from its checkpoint when re-run (if checkpoints are on); --overwrite: the pipeline
+    owns the folder, so a point whose settings changed replaces the old record (kept in
+    .replaced/), while an unfinished run of the same settings still resumes."""
     input:
         # ancient(): these only order the jobs; re-creating a marker must not re-run training
         experiment=ancient(rules.mlflow_experiment.output.marker),
@@ -69,5 +71,5 @@ rule train:
         variant=r"(/[^/]+)?",  # "" or "/<variant name>" (an experiment with a `grid:`)
     shell:
         "{PY_ENV} mkdir -p {params.out:q} && printf '%s' {params.point:q} > {params.out:q}/point.yaml &&"
-        " {params.launcher} train --config {params.out:q}/point.yaml --out {params.out:q} --no-progress > {log:q} 2>&1"
+        " {params.launcher} train --config {params.out:q}/point.yaml --out {params.out:q} --overwrite --no-progress > {log:q} 2>&1"
         " || [ $? -eq 3 ]"
