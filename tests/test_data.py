@@ -369,3 +369,32 @@ def test_real_fashion_mnist_from_debian(tmp_path, monkeypatch):
     check_dtypes(ds)
     assert torch.bincount(ds.y_train).tolist() == [6000] * 10
     assert torch.bincount(ds.y_test).tolist() == [1000] * 10
+
+
+def test_label_out_of_range_is_a_clear_error(tmp_path):
+    write_mnist_raw(tmp_path, "MNIST")
+    labels = mnist_labels(N_TRAIN, 0)
+    labels[3] = 12
+    (tmp_path / "MNIST" / "raw" / "train-labels-idx1-ubyte").write_bytes(idx_bytes(labels))
+    with pytest.raises(DataUnavailableError, match=r"labels from 0 to 12, but it has 10 classes"):
+        load_dataset("mnist", tmp_path, download=False)
+
+
+def test_corrupt_idx_magic_names_the_problem(tmp_path):
+    write_mnist_raw(tmp_path, "MNIST")
+    f = tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    f.write_bytes(b"\x00\x00\x00\x00" + f.read_bytes()[4:])
+    with pytest.raises(DataUnavailableError, match="could not be read") as e:
+        load_dataset("mnist", tmp_path, download=False)
+    assert "()" not in str(e.value) and "delete" in str(e.value)
+
+
+def test_truncated_debian_gz_is_a_clear_error(tmp_path, monkeypatch):
+    src = tmp_path / "debian"
+    write_mnist_gz(src)
+    gz = src / "train-images-idx3-ubyte.gz"
+    gz.write_bytes(gz.read_bytes()[: len(gz.read_bytes()) // 2])
+    monkeypatch.setenv("TSSM_FASHION_MNIST_DIR", str(src))
+    with pytest.raises(DataUnavailableError, match="truncated or corrupt.*reinstall"):
+        load_dataset("fashion_mnist", tmp_path / "data", download=False)
+    assert not list((tmp_path / "data").rglob(".train-images*"))  # no temp file left behind

@@ -22,6 +22,7 @@ import pickle
 import shutil
 import socket
 import tempfile
+import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -278,6 +279,12 @@ def _install_debian_fashion_mnist(raw: Path) -> bool:
             with os.fdopen(fd, "wb") as out, gzip.open(gz, "rb") as inp:
                 shutil.copyfileobj(inp, out, 1 << 20)
             os.replace(tmp, dest)
+        except (EOFError, OSError, zlib.error) as e:  # truncated or not gzip (gzip.BadGzipFile is an OSError)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise DataUnavailableError(
+                f"dataset 'fashion_mnist': {gz} is truncated or corrupt ({type(e).__name__}: {_one_line(e)}); "
+                f"reinstall it (`apt-get install --reinstall dataset-fashion-mnist`)") from None
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
@@ -349,8 +356,9 @@ def _load_torchvision(key: str, root: Path, download: bool, factor: int) -> Data
         train = local_cls(os.fspath(root), train=True, download=False)
         test = local_cls(os.fspath(root), train=False, download=False)
     except Exception as e:
+        detail = _one_line(e) if str(e).strip() else "unexpected file format: bad magic number or size"
         raise DataUnavailableError(
-            f"dataset {key!r}: the files in {folder} could not be read ({type(e).__name__}: {e}); "
+            f"dataset {key!r}: the files in {folder} could not be read ({type(e).__name__}: {detail}); "
             f"they are probably truncated or corrupt: delete {folder} and get them again.\n"
             + _how_to_fix(key, download_cls, root)
         ) from e
@@ -370,6 +378,11 @@ def _to_tensors(key: str, tv_dataset, factor: int) -> tuple[torch.Tensor, torch.
     if len(labels) != len(images):
         raise DataUnavailableError(
             f"dataset {key!r}: {len(images)} images but {len(labels)} labels; the files are inconsistent"
+        )
+    if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= _NUM_CLASSES[key]):
+        raise DataUnavailableError(
+            f"dataset {key!r}: labels from {int(labels.min())} to {int(labels.max())}, but it has "
+            f"{_NUM_CLASSES[key]} classes (0..{_NUM_CLASSES[key] - 1}); the label file is corrupt"
         )
     return _unit_and_pool(images, factor), labels
 
