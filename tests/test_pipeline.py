@@ -336,3 +336,22 @@ def test_end_to_end_tiny_pipeline(tmp_path: Path):
     r = snakemake(tmp_path, "-n", "--configfile", str(write_config(tmp_path / "chg.yaml", changed)), env=env)
     out = r.stdout + r.stderr
     assert job_counts(out).get("train") == 3 and "params" in out.lower()
+
+
+@pytest.mark.parametrize("run, message", [
+    ({"n_train": 5000}, "n_train=5000 is more than the 1437 rows of `digits`"),
+    ({"cuts": [3]}, "cuts [3] do not fit split level n=3"),
+])
+def test_dry_run_refuses_what_training_would(tmp_path: Path, run, message):
+    cfg = _tiny_config()
+    cfg["experiments"][0].update(splits=[2, 3], run=run)
+    r = snakemake(tmp_path, "-n", "--configfile", str(write_config(tmp_path / "bad.yaml", cfg)))
+    assert r.returncode != 0 and message in r.stdout + r.stderr, r.stdout + r.stderr
+
+
+def test_dataset_rows_match_the_loader():
+    from tssm.data import load_dataset
+    from tssm.layout import DATASET_ROWS
+
+    d = load_dataset("digits")
+    assert DATASET_ROWS["digits"] == (len(d.x_train), len(d.x_test))

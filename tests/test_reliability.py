@@ -178,3 +178,20 @@ def test_summary_flags_metrics_that_do_not_match_run_json(tmp_path):
     from tssm.summary import load_run
     run = load_run(out)
     assert run.status == "incomplete" and "does not match" in run.problem
+
+
+def test_full_disk_ends_with_one_line_and_a_failed_record(tmp_path):
+    """A file-size limit stands in for a full disk: the metrics stop fitting mid-run."""
+    import resource
+
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (12000, 12000))
+
+    out = tmp_path / "run"
+    r = subprocess.run([sys.executable, "-m", "tssm", "train", "--dataset", "digits", "--width", "16", "--depth", "3",
+                        "--epochs", "40", "--mlflow", "false", "--checkpoint", "false", "--no-progress",
+                        "--out", str(out)], preexec_fn=limit, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and r.stderr.startswith("error: cannot write") and "Traceback" not in r.stderr, r.stderr
+    assert json.loads((out / "run.json").read_text())["status"] == "failed"
+    assert not list(out.glob(".*.tmp"))  # no temp file left on the full disk

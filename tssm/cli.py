@@ -155,8 +155,16 @@ def main(argv: list[str] | None = None) -> int:
     except Interrupted as e:  # stopped after a checkpoint: the same command resumes it
         print(f"error: {e}", file=sys.stderr)
         return 4
+    except KeyboardInterrupt:  # before training started (or while recording): nothing to resume
+        print("error: interrupted by the user before the run started; nothing was trained", file=sys.stderr)
+        return 4
     except TSSMError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a full disk, a read-only or vanished folder while writing the record
+        where = f" {e.filename}" if getattr(e, "filename", None) else ""
+        print(f"error: cannot write{where}: {e.strerror or e}; free space or choose another --out "
+              f"(the run is marked failed where run.json could be written)", file=sys.stderr)
         return 2
     return 0
 

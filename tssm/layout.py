@@ -48,6 +48,32 @@ def axes_from_path(path: str | Path) -> dict[str, Any]:
     return d
 
 
+#: Training and test rows of each dataset (tssm.data loads them; a test checks they agree),
+#: so that planning a grid can refuse an ``n_train`` larger than the data.
+DATASET_ROWS: dict[str, tuple[int, int]] = {
+    "digits": (1437, 360), "mnist": (60000, 10000), "fashion_mnist": (60000, 10000), "kmnist": (60000, 10000),
+    "cifar10": (50000, 10000), "cifar100": (50000, 10000),
+}
+
+
+def check_point(dataset: str, model: str, splits: int, settings: Mapping[str, Any]) -> str | None:
+    """Why ``tssm train`` would refuse this grid point before training (None if it would not):
+    a split level the model cannot have, cuts that do not fit it, more rows than the data has."""
+    blocks = num_blocks(model, settings)
+    if blocks is not None and splits > blocks:
+        return f"split level n={splits} exceeds the {blocks} blocks of model `{model}`; use splits between 1 and {blocks}"
+    cuts = settings.get("cuts")
+    if cuts and (len(cuts) != splits - 1 or list(cuts) != sorted(set(cuts))
+                 or (blocks is not None and not all(0 < c < blocks for c in cuts))):
+        return (f"cuts {list(cuts)} do not fit split level n={splits}: it needs {splits - 1} strictly increasing "
+                f"block indices between 1 and {(blocks or 0) - 1}; set `cuts` per experiment with one split level")
+    rows = DATASET_ROWS.get(dataset)
+    for key, have in zip(("n_train", "n_test"), rows or ()):
+        if settings.get(key) is not None and settings[key] > have:
+            return f"{key}={settings[key]} is more than the {have} rows of `{dataset}`"
+    return None
+
+
 def num_blocks(model: str, settings: Mapping[str, Any]) -> int | None:
     """Blocks ``model`` can be cut between (what :func:`tssm.models.build_model` builds; a test
     checks they agree). None for an unknown model."""

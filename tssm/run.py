@@ -191,7 +191,7 @@ def train_claimed(session: Session, progress: bool) -> dict[str, Any]:
             status, reason = "interrupted", "interrupted by the user; rerun to resume from the last checkpoint"
         except Exception as e:  # record the failure (run.json, MLflow FAILED), then report it
             if recorder:
-                recorder.finish("failed", f"{type(e).__name__}: {e}")
+                record_failure(recorder, f"{type(e).__name__}: {e}")
             raise
         finally:
             ex.close()
@@ -338,6 +338,16 @@ def record_epoch(s: Session, state: TrainState, row: dict[str, float]) -> None:
         s.recorder.log_epoch(row)  # appends to state.rows (the recorder's rows)
     else:
         state.rows.append(row)
+
+
+def record_failure(recorder: Recorder, reason: str) -> None:
+    """Mark the run failed as far as the disk allows: the whole record, else run.json alone
+    (a full disk may refuse the metrics but take the small run.json), else nothing."""
+    try:
+        recorder.finish("failed", reason)
+    except OSError:
+        with contextlib.suppress(OSError):
+            recorder.write_run_json("failed", reason)
 
 
 def finish(s: Session, status: str, reason: str | None) -> dict[str, Any]:

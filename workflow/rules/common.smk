@@ -23,7 +23,6 @@ from snakemake.utils import validate
 sys.path.insert(0, str(workflow.basedir))  # this checkout's tssm package
 from tssm import layout
 from tssm.config import PIPELINE_FIELDS, method_class, pipeline_schema, reads, setting_owners
-from tssm.layout import num_blocks
 
 
 def _schema_file():
@@ -163,7 +162,6 @@ def _expand_variant(grid, exp, label, variant, sweep, run):
     that differ only in `rho` are one gsAM job (named without it), and a change to `rho`
     re-runs no Adam job."""
     where = f"experiment `{label}`"
-    blocks = num_blocks(exp["model"], run)
     for dataset in exp["datasets"]:
         for method in exp["methods"]:
             own = reads(method)
@@ -171,11 +169,9 @@ def _expand_variant(grid, exp, label, variant, sweep, run):
             method_variant = variant_name(method_sweep) if method_sweep else ""
             levels = [1] if method_class(method).end_to_end else exp["splits"]
             for n in levels:
-                if blocks is not None and n > blocks:
-                    raise WorkflowError(
-                        f"{where}: split level n={n} exceeds the {blocks} blocks of model `{exp['model']}`; "
-                        f"use splits between 1 and {blocks}"
-                    )
+                problem = layout.check_point(dataset, exp["model"], n, run)
+                if problem:  # what `tssm train` would refuse, refused while planning
+                    raise WorkflowError(f"{where}, {dataset}/{method}: {problem}")
                 for seed in exp["seeds"]:
                     key = (dataset, exp["model"], method, n, seed, method_variant)
                     workers = max(1, min(exp["workers"], n))
