@@ -17,8 +17,13 @@ def _threads():
 def digits_cfg(tmp_path):
     """A quick digits config: small MLP so each epoch takes a fraction of a second."""
 
+    made = []
+
     def make(**kw):
-        base = dict(dataset="digits", model="mlp", width=64, depth=6, epochs=2, out=str(tmp_path / "run"),
+        # each config its own folder (a run folder belongs to one config): run, run2, run3 ...
+        made.append(None)
+        out = tmp_path / ("run" if len(made) == 1 else f"run{len(made)}")
+        base = dict(dataset="digits", model="mlp", width=64, depth=6, epochs=2, out=str(out),
                     mlflow=False, checkpoint=False, threads=1)
         base.update(kw)
         return RunConfig.from_dict(base)
