@@ -21,6 +21,25 @@ from tssm.layout import num_blocks
 
 validate(config, schema="../../config/schema.yaml")
 
+
+def _check_profile_placeholders():
+    """Stop at once when a resource still holds a profile placeholder such as `<ACCOUNT>`
+    (profiles/slurm ships them), instead of letting sbatch reject every job later."""
+    rs = workflow.resource_settings
+    found = [(None, k, v) for k, v in (rs.default_resources or {}).items()]
+    found += [(rule, k, v) for rule, res in (rs.overwrite_resources or {}).items() for k, v in res.items()]
+    for rule, key, value in found:
+        raw = str(getattr(value, "raw", value))
+        if re.fullmatch(r"<[A-Z_]+>", raw):
+            where = f"set-resources: {rule}: {key}" if rule else f"default-resources: {key}"
+            raise WorkflowError(
+                f"the profile's {where} is still the placeholder {raw}: put your cluster's value in "
+                f"profiles/slurm/config.yaml (or the profile you passed), e.g. {key}: \"myaccount\""
+            )
+
+
+_check_profile_placeholders()
+
 BACKPROP = ("sgd", "adam")
 # RunConfig fields the pipeline sets from the grid (and that `run:` may therefore not set).
 PIPELINE_FIELDS = ("dataset", "model", "method", "splits", "seed", "epochs", "out", "data_root", "download",
