@@ -18,12 +18,14 @@
 # Debian's slurm-wlm and munge are installed with apt-get when missing (needs root).
 #
 # Settings (environment): TSSM_SLURM_DIR, TSSM_SLURM_PORT (slurmctld port, slurmd uses
-# the next one; default 6817), TSSM_SLURM_TIMEOUT (seconds to wait for the node; 60).
+# the next one; default 6817), TSSM_SLURM_TIMEOUT (seconds to wait for the node; 60),
+# TSSM_SLURM_CRED_EXPIRE (job credential lifetime, and the wait of a requeued job; 10 s).
 set -euo pipefail
 
 STATE=${TSSM_SLURM_DIR:-${TMPDIR:-/tmp}/tssm-slurm}
 PORT=${TSSM_SLURM_PORT:-6817}
 TIMEOUT=${TSSM_SLURM_TIMEOUT:-60}
+CRED_EXPIRE=${TSSM_SLURM_CRED_EXPIRE:-10}
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 CONF=$STATE/etc/slurm.conf
 PARTITION=local
@@ -65,7 +67,8 @@ SlurmUser=$user
 SlurmdUser=$user
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket=$STATE/run/munge.socket
+# cred_expire: also how long a requeued job waits before it may start again (default 120 s)
+AuthInfo=socket=$STATE/run/munge.socket,cred_expire=$CRED_EXPIRE
 StateSaveLocation=$STATE/ctld
 SlurmdSpoolDir=$STATE/slurmd/%n
 SlurmctldPidFile=$STATE/run/slurmctld.pid
@@ -86,6 +89,8 @@ JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
 MinJobAge=300
 SchedulerType=sched/backfill
+# look at pending jobs every 2 s (default 60 s: a requeued job would wait a minute)
+SchedulerParameters=sched_interval=2,bf_interval=2
 SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU
 ReturnToService=2
