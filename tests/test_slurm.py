@@ -343,11 +343,13 @@ def pipeline(cluster, tmp_path_factory):
                     seen["requeue_epoch"] = _last_epoch(rq_dir)
                     subprocess.run(["scontrol", "requeue", jid], check=True, timeout=30, env=env)
                     requeued_id = jid
+                    seen["states"].append("requeue")
                 elif requeued_id and seen["interrupted"] is None and (rq_dir / "run.json").exists():
                     info = json.loads((rq_dir / "run.json").read_text())
                     if info["status"] == "interrupted":
                         seen["interrupted"] = info["reason"]
-                if requeued_id and state == "RUNNING" and "PENDING" in seen["states"]:
+                after = seen["states"][seen["states"].index("requeue"):] if requeued_id else []
+                if state == "RUNNING" and "PENDING" in after:  # the rerun has started
                     if seen["resume_ckpt"] is None:
                         seen["resume_ckpt"] = _ckpt_epoch(rq_dir)
                     e = _last_epoch(rq_dir)
@@ -422,13 +424,15 @@ def test_requeued_job_resumes_from_its_checkpoint(pipeline, tmp_path):
     wd = pipeline["wd"]
     k = pipeline["requeue_epoch"]
     assert k is not None, "the job finished before it could be requeued: " + str(pipeline["states"])
-    assert "PENDING" in pipeline["states"], pipeline["states"]
+    states = pipeline["states"]
+    assert "PENDING" in states[states.index("requeue"):], states  # back in the queue, then run again
     assert pipeline["first_status"][REQUEUE] == "finished"
     assert pipeline["interrupted"] and "stopped by signal 15 after epoch" in pipeline["interrupted"]
     stopped = int(pipeline["interrupted"].rsplit("epoch", 1)[1].split(";")[0])
     resumed = pipeline["resume_ckpt"]
-    print(f"requeued during epoch {k + 1} (epoch {k} recorded); stopped after epoch {stopped}; "
-          f"resumed from the checkpoint of epoch {resumed}")
+    assert resumed is not None, "no checkpoint when the requeued job started again"
+    print(f"requeued during epoch {k + 1} (epoch {k} recorded); stopped after epoch {stopped}; rerun resumed "
+          f"from the checkpoint of epoch {resumed} (at epoch {resumed + 1}); job: {' -> '.join(states)}")
     assert k <= stopped < EPOCHS
     assert resumed == stopped
     # resumed, not restarted: the rerun never showed fewer epochs than the checkpoint held
@@ -465,6 +469,6 @@ def test_cancelled_job_fails_and_the_grid_goes_on(pipeline, tmp_path):
     ref = _run_serial(tmp_path / "ref", dataset="digits", model="mlp", method="gsadmm", splits=1, epochs=EPOCHS,
                       width=64, depth=4, batch_size=8)
     rel = max_rel_diff(ref, got)
-    print(f"cancelled after epoch {pipeline['cancel_epoch']} (checkpoint {ck}); resumed run vs uninterrupted: "
-          f"max rel diff {rel:.2e}")
+    print(f"cancelled during epoch {pipeline['cancel_epoch'] + 1} (checkpoint of epoch {ck} left); second pass "
+          f"resumed it; vs uninterrupted: max rel diff {rel:.2e}")
     assert rel < 1e-5
