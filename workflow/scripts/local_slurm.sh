@@ -133,7 +133,8 @@ unlink_etc() {
 start_munge() {
   alive "$STATE/run/munged.pid" && return 0
   mkdir -p "$STATE/munge" "$STATE/run" "$STATE/log"
-  chmod 700 "$STATE/munge" "$STATE/run"
+  chmod 700 "$STATE/munge"
+  chmod 755 "$STATE/run" # the socket: every local user's sbatch/srun talks to munged through it
   if [ ! -s "$STATE/munge/munge.key" ]; then
     head -c 1024 /dev/urandom >"$STATE/munge/munge.key.tmp"
     chmod 400 "$STATE/munge/munge.key.tmp"
@@ -152,6 +153,7 @@ node_ready() {
 }
 
 cmd_start() {
+  [ "$(id -u)" = 0 ] || die "run as root (slurmd must, and missing packages are installed with apt-get): sudo $0 start"
   mkdir -p "$STATE"
   install_packages
   [ -w "$STATE" ] || die "state dir $STATE is not writable"
