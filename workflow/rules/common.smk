@@ -33,8 +33,8 @@ def _check_profile_placeholders():
         if re.fullmatch(r"<[A-Z_]+>", raw):
             where = f"set-resources: {rule}: {key}" if rule else f"default-resources: {key}"
             raise WorkflowError(
-                f"the profile's {where} is still the placeholder {raw}: put your cluster's value in "
-                f"profiles/slurm/config.yaml (or the profile you passed), e.g. {key}: \"myaccount\""
+                f"the profile's {where} is still the placeholder {raw}: put your cluster's {key} in "
+                f"profiles/slurm/config.yaml (or in the profile you passed)"
             )
 
 
