@@ -240,12 +240,36 @@ class DistributedExecutor(SerialExecutor):
 
 
 def slurm_to_torchrun_env() -> None:
-    """Under ``srun`` without torchrun, take rank and world size from SLURM's variables."""
+    """Under ``srun`` without torchrun, take rank, world size and the ranks on this node from
+    SLURM's variables (torchrun sets them itself).
+
+    LOCAL_WORLD_SIZE is this node's task count: init_distributed compares it with the GPUs
+    it sees to choose NCCL (a GPU per rank) or gloo (ranks sharing GPUs), so 2 nodes x 1 GPU
+    must read 1, not the world size. The count comes from the step's SLURM_STEP_TASKS_PER_NODE
+    (else the job's SLURM_TASKS_PER_NODE), a list over the nodes in SLURM's compressed form
+    ("2(x3),1": three nodes with 2 tasks, then one with 1), indexed by SLURM_NODEID; a plain
+    SLURM_NTASKS_PER_NODE is used when neither is set.
+    """
     if "RANK" not in os.environ and "SLURM_PROCID" in os.environ:
-        os.environ["RANK"] = os.environ["SLURM_PROCID"]
-        os.environ["WORLD_SIZE"] = os.environ["SLURM_NTASKS"]
-        os.environ["LOCAL_RANK"] = os.environ.get("SLURM_LOCALID", "0")
-        os.environ.setdefault("MASTER_PORT", "29500")
+        env = os.environ
+        env["RANK"] = env["SLURM_PROCID"]
+        env["WORLD_SIZE"] = env.get("SLURM_STEP_NUM_TASKS") or env["SLURM_NTASKS"]
+        env["LOCAL_RANK"] = env.get("SLURM_LOCALID", "0")
+        per_node: list[int] = []
+        spec = env.get("SLURM_STEP_TASKS_PER_NODE") or env.get("SLURM_TASKS_PER_NODE") or ""
+        for part in filter(None, spec.split(",")):
+            count, _, repeat = part.partition("(x")
+            try:
+                per_node += [int(count)] * (int(repeat.rstrip(")")) if repeat else 1)
+            except ValueError:
+                per_node = []
+                break
+        node = int(env.get("SLURM_NODEID", "0"))
+        if node < len(per_node):
+            env["LOCAL_WORLD_SIZE"] = str(per_node[node])
+        elif env.get("SLURM_NTASKS_PER_NODE", "").isdigit():
+            env["LOCAL_WORLD_SIZE"] = env["SLURM_NTASKS_PER_NODE"]
+        env.setdefault("MASTER_PORT", "29500")
 
 
 def init_distributed(device: str, timeout_s: float) -> tuple[int, int, torch.device, torch.device]:

@@ -40,6 +40,26 @@ def _schema_file():
 SCHEMA_FILE, SCHEMA = _schema_file()
 validate(config, schema=SCHEMA_FILE)
 
+
+def _check_profile_placeholders():
+    """Stop at once when a resource still holds a profile placeholder such as `<ACCOUNT>`
+    (profiles/slurm ships them), instead of letting sbatch reject every job later."""
+    rs = workflow.resource_settings
+    found = [(None, k, v) for k, v in (rs.default_resources or {}).items()]
+    found += [(rule, k, v) for rule, res in (rs.overwrite_resources or {}).items() for k, v in res.items()]
+    for rule, key, value in found:
+        raw = str(getattr(value, "raw", value))
+        if re.fullmatch(r"<[A-Z_]+>", raw):
+            where = f"set-resources: {rule}: {key}" if rule else f"default-resources: {key}"
+            raise WorkflowError(
+                f"the profile's {where} is still the placeholder {raw}: put your cluster's {key} in "
+                f"profiles/slurm/config.yaml (or in the profile you passed)"
+            )
+
+
+_check_profile_placeholders()
+
+
 NAME = config["name"]
 RESULTS = f"{config['results']}/{NAME}"  # everything of this config: runs, summary, figures, report
 LOGS = f"logs/{NAME}"
