@@ -281,7 +281,7 @@ def test_training_learns_a_teacher_and_write_back_matches():
     with torch.no_grad():
         logits = model(x)
     assert math.isclose(float(F.cross_entropy(logits, y)), loss1, rel_tol=1e-9)
-    assert math.isclose(float((logits.argmax(1) == y).double().mean()), acc1)
+    assert math.isclose(float((logits.argmax(1) == y).double().mean()), acc1, rel_tol=1e-6)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
