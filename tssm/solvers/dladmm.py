@@ -30,7 +30,9 @@ Layout: samples are rows, as in PyTorch (``z_l`` is ``[M, n_l]``, ``W_l`` is ``[
 like ``nn.Linear.weight``); the authors' code stores samples as columns.
 
 Where the paper and the authors' code (repository xianggebenben/dlADMM, ``dlADMM/common.py``,
-``main.py``, ``MLP/pytorch_version/``) differ or the paper is silent, the settings say so:
+``main.py``, ``MLP/pytorch_version/``) differ, the paper's choice is the default and the code's
+an option; where the paper is silent the code's value is the default, unless it is unsafe
+(FISTA step) or we add a guarantee (z_L result):
 
 ============================  ==============================  ===============================  ==========
 topic                         paper                           authors' code                    default
@@ -249,7 +251,7 @@ def temporary_bytes(layer_sizes: list[int], M: int, dtype: torch.dtype) -> int:
 
     Counted from the code: the hidden z step holds 6 ``[M, n_l]`` tensors (+ a bool mask);
     the a step 4 ``[M, n_l]`` and 2 ``[M, n_{l+1}]``; the W step 2 ``[M, n_l]`` and 2 weight
-    matrices; FISTA 7 ``[M, C]``; the safeguard's forward pass 2 ``[M, max n]``.
+    matrices; the z_L step (FISTA) 9 ``[M, C]``; the safeguard's forward pass 2 ``[M, max n]``.
     """
     n = layer_sizes
     L = len(n) - 1
@@ -260,7 +262,7 @@ def temporary_bytes(layer_sizes: list[int], M: int, dtype: torch.dtype) -> int:
         (4 * n[l] + 2 * n[l + 1]) * item for l in range(1, L)  # a step
     ] + [
         2 * n[l] * item for l in range(1, L + 1)  # W step residual + (d a^T)
-    ] + [7 * n[L] * item, 2 * max(n) * item]
+    ] + [9 * n[L] * item, 2 * max(n) * item]
     weights = 2 * max(n[l + 1] * n[l] for l in range(L)) * item
     return M * max(per_elem) + weights
 
