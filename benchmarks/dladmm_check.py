@@ -164,7 +164,10 @@ def main() -> None:
         print(f"running {cfg['dataset']} width {cfg['width']} depth {cfg['depth']} init {cfg['init']} "
               f"variant {cfg['variant']}", flush=True)
         proc = subprocess.run([sys.executable, __file__, "--one", json.dumps(cfg)], capture_output=True, text=True,
-                              env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1])))
+                              env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]),
+                                       # glibc: give every large block back on free, so that peak RSS
+                                       # follows the live tensors instead of the heap's high-water mark
+                                       MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0"))
         out = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
         if proc.returncode or not out:
             print(proc.stdout[-2000:], proc.stderr[-4000:], file=sys.stderr)

@@ -249,7 +249,7 @@ def state_bytes(layer_sizes: list[int], M: int, dtype: torch.dtype) -> int:
 def temporary_bytes(layer_sizes: list[int], M: int, dtype: torch.dtype) -> int:
     """An upper bound on the temporaries one block update holds at its peak.
 
-    Counted from the code: the hidden z step holds 6 ``[M, n_l]`` tensors (+ a bool mask);
+    Counted from the code: the hidden z step holds 6 ``[M, n_l]`` tensors (+ 2 bool masks);
     the a step 4 ``[M, n_l]`` and 2 ``[M, n_{l+1}]``; the W step 2 ``[M, n_l]`` and 2 weight
     matrices; the z_L step (FISTA) 9 ``[M, C]``; the safeguard's forward pass 2 ``[M, max n]``.
     """
@@ -257,7 +257,7 @@ def temporary_bytes(layer_sizes: list[int], M: int, dtype: torch.dtype) -> int:
     L = len(n) - 1
     item = _itemsize(dtype)
     per_elem = [
-        6 * n[l] * item + n[l] for l in range(1, L)  # hidden z step (+ bool mask)
+        6 * n[l] * item + 2 * n[l] for l in range(1, L)  # hidden z step (+ where's and isfinite's bool masks)
     ] + [
         (4 * n[l] + 2 * n[l + 1]) * item for l in range(1, L)  # a step
     ] + [
