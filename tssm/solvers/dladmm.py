@@ -67,6 +67,15 @@ is computed directly instead of by subtracting two large, nearly equal sums. The
 what made the authors' loop run forever in float32 (their code carries a comment saying so);
 the test itself is unchanged.
 
+Observed behaviour (tests/test_dladmm.py): every block update is a descent step, so the primal
+sweep never raises L_rho, and the dual step raises it by exactly rho ||r||^2. With the paper's
+rho = 1e-6, L_rho rises from the second iteration on: the W and a steps start at t = 1 and move
+by about rho x gradient while the dual keeps adding rho ||r||^2 (the paper's descent lemma needs
+rho large against the loss's Lipschitz constant); with rho = 1 it is non-increasing after the
+first iteration. Because t starts at 1 whatever rho, the size of the W step depends on
+rho x (largest eigenvalue of a^T a), which grows with M and the width: on 1,437 digits the W steps
+are ~20x shorter than 1/Lipschitz; on 60,000 samples backtracking engages (t > 1).
+
 Memory: z and a for every layer and sample, u, and the step's temporaries
 (:func:`estimate_memory_bytes`); :func:`init_state` refuses, before allocating, a run that would
 not fit. Only plain MLPs (Flatten? + [Linear, ReLU]* + Linear) are accepted
