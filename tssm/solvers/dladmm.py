@@ -32,7 +32,8 @@ like ``nn.Linear.weight``); the authors' code stores samples as columns.
 Where the paper and the authors' code (repository xianggebenben/dlADMM, ``dlADMM/common.py``,
 ``main.py``, ``MLP/pytorch_version/``) differ, the paper's choice is the default and the code's
 an option; where the paper is silent the code's value is the default, unless it is unsafe
-(FISTA step) or we add a guarantee (z_L result):
+(FISTA step) or we add a guarantee (z_L result). The code column was read from the repository;
+the paper column follows the paper as summarised in docs/dladmm.md of the shared docs:
 
 ============================  ==============================  ===============================  ==========
 topic                         paper                           authors' code                    default
