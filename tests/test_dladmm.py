@@ -317,7 +317,7 @@ def test_labels_init_of_z_L():
 
 def test_safeguard_grows_rho_after_three_rises(monkeypatch):
     model, x, y = _problem(width=128, depth=2, M=16)
-    st = D.init_state(model, x, y, D.DLADMMSettings(safeguard=True))
+    st = D.init_state(model, x, y, D.DLADMMSettings(loss_safeguard=True))
     losses = iter([1.0, 1.1, 1.2, 1.3, 1.4, 0.5, 0.6])
     monkeypatch.setattr(D, "network_loss", lambda *a: (next(losses), 0.0))
     rhos = [D.iterate(st, x, y)["rho"] for _ in range(7)]
@@ -327,9 +327,9 @@ def test_safeguard_grows_rho_after_three_rises(monkeypatch):
 
 
 def test_safeguard_is_off_by_default_and_capped(monkeypatch):
-    assert D.DLADMMSettings().safeguard is False
+    assert D.DLADMMSettings().loss_safeguard is False
     model, x, y = _problem(M=16)
-    st = D.init_state(model, x, y, D.DLADMMSettings(safeguard=True, rho=0.05))
+    st = D.init_state(model, x, y, D.DLADMMSettings(loss_safeguard=True, rho=0.05))
     st.loss_history[:] = [0.0, 1.0, 2.0]
     monkeypatch.setattr(D, "network_loss", lambda *a: (9.0, 0.0))
     D.iterate(st, x, y)
@@ -428,9 +428,64 @@ def test_inf_in_the_dual_is_caught():
 
 def test_every_setting_has_help_and_bad_values_are_refused():
     helps = D.DLADMMSettings.help()
-    assert set(helps) >= {"rho", "nu", "zl_iters", "theta0", "tau0", "backtrack_factor", "safeguard"}
+    assert set(helps) >= {"rho", "nu", "zl_iters", "theta0", "tau0", "backtrack_factor", "loss_safeguard"}
     assert all(isinstance(h, str) and h for h in helps.values())
     assert D.DLADMMSettings().rho == 1e-6
     for bad in (dict(rho=0), dict(nu=-1.0), dict(backtrack_start="x"), dict(zl_init="x"), dict(backtrack_factor=1.0)):
         with pytest.raises(ConfigError):
             D.DLADMMSettings(**bad)
+
+
+# ----------------------------------------------------------------------------- as a method of the suite
+def test_dladmm_runs_records_and_resumes_like_every_method(tmp_path, monkeypatch):
+    """`tssm train --method dladmm`: one full-batch iteration per epoch, the suite's metrics plus
+    its Lagrangian, residual and memory; SIGTERM after epoch 2 and a rerun give the numbers of an
+    uninterrupted run (its state is checkpointed)."""
+    import os
+    import signal
+
+    import pandas as pd
+
+    import tssm.run as run
+    from tssm.config import RunConfig
+    from tssm.errors import Interrupted
+
+    def cfg(out):
+        return RunConfig.from_dict(dict(dataset="digits", method="dladmm", width=32, depth=4, epochs=4, rho=1.0,
+                                        mlflow=False, checkpoint=True, threads=1, out=str(tmp_path / out)))
+
+    ref = run.train(cfg("ref"), progress=False)
+    assert ref["status"] == "finished" and ref["config"]["splits"] == 1 and ref["layerwise"] is True
+    m = pd.read_csv(tmp_path / "ref" / "metrics.csv")
+    assert list(m.epoch) == [0, 1, 2, 3, 4]
+    assert m.loc[4, "train_acc"] > m.loc[0, "train_acc"]
+    assert (m[["lagrangian", "residual", "aux_mb", "aux_estimate_mb"]].notna()).all().all()
+    assert m.loc[0, "aux_mb"] <= m.loc[0, "aux_estimate_mb"]
+
+    real = run.train_epoch
+
+    def stop_after_two(s, state, epoch):
+        row = real(s, state, epoch)
+        if epoch == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return row
+
+    monkeypatch.setattr(run, "train_epoch", stop_after_two)
+    with pytest.raises(Interrupted):
+        run.train(cfg("cut"), progress=False)
+    monkeypatch.setattr(run, "train_epoch", real)
+    assert run.train(cfg("cut"), progress=False)["status"] == "finished"
+    a, b = pd.read_csv(tmp_path / "ref" / "metrics.csv"), pd.read_csv(tmp_path / "cut" / "metrics.csv")
+    cols = ["train_loss", "train_acc", "test_acc", "lagrangian", "residual"]
+    pd.testing.assert_frame_equal(a[cols], b[cols], rtol=1e-6)
+
+
+def test_dladmm_config_errors():
+    from tssm.config import RunConfig
+
+    with pytest.raises(ConfigError, match="use model 'mlp'"):
+        RunConfig.from_dict({"method": "dladmm", "model": "cnn"})
+    with pytest.raises(ConfigError, match="split level does not apply"):
+        RunConfig.from_dict({"method": "dladmm", "splits": 2})
+    with pytest.raises(ConfigError, match="'tau2' is a setting of gsadmm, gsam"):
+        RunConfig.from_dict({"method": "dladmm", "tau2": 1})

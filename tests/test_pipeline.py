@@ -77,7 +77,7 @@ def write_config(path: Path, cfg: dict) -> Path:
 
 
 # --------------------------------------------------------------------------- dry runs
-@pytest.mark.parametrize("name, expected", [("config", 51), ("fashion", 11), ("paper", 288), ("sweep", 54)])
+@pytest.mark.parametrize("name, expected", [("config", 54), ("fashion", 12), ("paper", 303), ("sweep", 54)])
 def test_dry_run_lists_the_full_grid(tmp_path: Path, name: str, expected: int):
     cfg_file = CONFIGS / f"{name}.yaml"
     cfg = yaml.safe_load(cfg_file.read_text())
@@ -97,7 +97,7 @@ def test_dry_run_lists_the_full_grid(tmp_path: Path, name: str, expected: int):
 def test_default_config_is_used_without_configfile(tmp_path: Path):
     r = snakemake(tmp_path, "-n")
     assert r.returncode == 0, r.stderr
-    assert job_counts(r.stdout + r.stderr)["train"] == 51
+    assert job_counts(r.stdout + r.stderr)["train"] == 54
     assert "results/default/runs/digits/mlp/gsadmm/n10/seed2/run.json" in r.stdout
 
 

@@ -288,6 +288,10 @@ class RunConfig:
             raise ConfigError(f"method {self.method!r} takes {self.method_class.Settings.__name__}, "
                               f"got {type(self.settings).__name__}")
         self.settings.validate()
+        self.method_class.check(self)
+        if self.method_class.layerwise and self.splits != 1:
+            raise ConfigError(f"method {self.method!r} splits the network at every layer by construction: the split "
+                              f"level does not apply; use splits=1 or leave it out (got splits={self.splits})")
         if self.method_class.end_to_end and self.splits != 1:
             raise ConfigError(
                 f"method {self.method!r} is end-to-end backprop and trains the whole network: use splits=1 "

@@ -59,6 +59,7 @@ class Evaluation:
         _composed(s, stage, box, s.x, s.y, "train", self.sums)
         _composed(s, stage, box, self.x_test, self.y_test, "test", self.sums)
         self.sums[f"move_{stage.index + 1}"] = _weight_movement(stage)
+        self.sums.update(s.epoch_metrics(stage))
 
     def send_p_back(self, stage: Stage, rows, box: Mailbox) -> None:
         if not stage.first:

@@ -109,7 +109,7 @@ def _finite_state(solver: Solver, stages: list[Stage], row: dict[str, float]) ->
             return f"{k} is {row[k]}"
     for st in stages:
         for name, t in solver.state_dict(st).items():
-            if not torch.isfinite(t).all():
+            if isinstance(t, torch.Tensor) and not torch.isfinite(t).all():
                 return f"auxiliary variable {name}_{st.index + 1} has NaN/Inf"
         for name, prm in st.net.named_parameters():
             if not torch.isfinite(prm).all():
@@ -278,7 +278,7 @@ def run_epoch_steps(s: Session, epoch: int) -> float:
     t0 = time.perf_counter()
     perm = epoch_permutation(s.cfg.seed, epoch, M, s.device)
     step_phases = solver.step_phases()
-    for rows in perm.split(s.cfg.batch_size):
+    for rows in [perm] if solver.full_batch else perm.split(s.cfg.batch_size):
         ex.run(step_phases, rows)
     full_pass = solver.full_pass_phases()
     for rows in torch.arange(M, device=s.device).split(s.cfg.chunk_rows):
@@ -354,7 +354,8 @@ def finish(s: Session, status: str, reason: str | None) -> dict[str, Any]:
     """Write the record; a finished run drops its checkpoint; an interrupted one is an error."""
     info: dict[str, Any] = {"status": status, "reason": reason}
     if s.recorder:
-        info = s.recorder.finish(status, reason, {"splits_blocks": [len(st.net) for st in s.stages]})
+        info = s.recorder.finish(status, reason, {"splits_blocks": [len(st.net) for st in s.stages],
+                                                  "layerwise": s.solver.layerwise})
     if status == "finished" and s.cfg.checkpoint:
         s.ckpt_path.unlink(missing_ok=True)  # a finished run keeps its record, not its (large) checkpoint
     if status == "interrupted":

@@ -63,6 +63,7 @@ SUMMARY_COLUMNS = (
     *AXES,
     "status",
     "workers",
+    "layerwise",
     "device",
     "epochs",
     "epochs_done",
@@ -274,6 +275,7 @@ def summary_row(run: Run, target: float = 0.9, fields: Sequence[str] = ()) -> di
         **{f: cfg.get(f) for f in fields},
         "status": run.status,
         "workers": env.get("world_size"),
+        "layerwise": bool(run.info.get("layerwise", False)),
         "device": env.get("device") or cfg.get("device"),
         "epochs": cfg.get("epochs"),
         "epochs_done": epochs,
@@ -396,7 +398,10 @@ def markdown_table(summary: pd.DataFrame) -> str:
         df[k] = df[k].astype(object).where(df[k].notna(), "—" if k == "variant" else "?")
     for key, g in df.groupby(keys, sort=True, dropna=False):
         ok = g[g["status"] == "finished"]
-        cells = [*map(str, key), _runs_cell(g),
+        shown = list(map(str, key))
+        if "layerwise" in g and g["layerwise"].astype(str).eq("True").all():
+            shown[3] = "layerwise"  # the method splits at every layer: n does not apply
+        cells = [*shown, _runs_cell(g),
                  _fmt(ok["final_train_acc"]), _fmt(ok["final_test_acc"]), _fmt(ok["final_train_loss"], 4),
                  _fmt(ok["sec_per_epoch"], 3), _fmt(ok["move_1"], 3)]
         lines.append("| " + " | ".join(cells) + " |")

@@ -25,6 +25,7 @@ REGISTRY: dict[str, str] = {
     "sgd": "backprop:SGD",
     "adam": "backprop:Adam",
     "frozen": "backprop:Frozen",
+    "dladmm": "dladmm:DLADMM",
 }
 
 

@@ -141,6 +141,10 @@ class Solver:
     trains_aux = False
     #: optimizer when the settings name none (end-to-end methods: the method itself)
     default_optimizer = "adam"
+    #: splits the network at every layer by construction (the split level n does not apply)
+    layerwise = False
+    #: one step per epoch over all training rows (full batch), instead of minibatches
+    full_batch = False
     check_finite = False  # raise DivergenceError at the first non-finite W-step loss
 
     def __init__(self, cfg: RunConfig, x_train: torch.Tensor, y_train: torch.Tensor):
@@ -151,6 +155,14 @@ class Solver:
         # The factor of the per-sample data terms in the objective: 1/M (averaged, the paper)
         # or 1 (summed); it scales the data gradient that reaches p.
         self.data_scale = 1.0 / self.M if getattr(self.settings, "scaling", "paper") == "paper" else 1.0
+
+    @classmethod
+    def check(cls, cfg: RunConfig) -> None:
+        """Refuse (ConfigError) a config this method cannot run, before anything is loaded."""
+
+    def epoch_metrics(self, stage: Stage) -> dict[str, float]:
+        """Method-specific figures of ``stage`` recorded with each evaluation (none by default)."""
+        return {}
 
     @classmethod
     def recomputes_output(cls, settings: MethodSettings) -> bool:

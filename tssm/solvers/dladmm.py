@@ -94,7 +94,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tssm.errors import ConfigError, DivergenceError
+from ..config import MethodSettings, check_fields, option
+from ..errors import ConfigError, DivergenceError
+from .base import Solver, Stage
 
 __all__ = [
     "DLADMMSettings",
@@ -126,48 +128,43 @@ ZL_INITS = ("forward", "labels")
 
 
 @dataclass
-class DLADMMSettings:
+class DLADMMSettings(MethodSettings):
     """Every knob of dlADMM; defaults are the paper's choices (see the module's table)."""
 
-    rho: float = field(default=1e-6, metadata={"help": "penalty of the last layer's constraint and dual step size (paper: 1e-6)"})
-    nu: float | None = field(default=None, metadata={"help": "penalty of the relaxed inner constraints; None = rho (authors' code)"})
-    zl_iters: int = field(default=500, metadata={"help": "maximum FISTA iterations for the z_L subproblem (code: 500)"})
-    zl_tol: float = field(default=1e-3, metadata={"help": "FISTA stops when the summed z_L objective changes by less (code: 1e-3); 0 = run all iterations"})
-    zl_step: float = field(default=2.0, metadata={"help": "FISTA step; 2 = 1/Lipschitz of the summed softmax cross-entropy (code: 4)"})
-    zl_init: str = field(default="forward", metadata={"help": "z_L at start: 'forward' pass (spec) or 'labels' (+1/-1 one-hot, authors' code)"})
-    theta0: float = field(default=1.0, metadata={"help": "first backtracking constant t of every W step (code: 1)"})
-    tau0: float = field(default=1.0, metadata={"help": "first backtracking constant t of every a step (code: 1)"})
-    backtrack_factor: float = field(default=2.0, metadata={"help": "t grows by this factor until the quadratic approximation holds (code: 2)"})
-    max_backtracks: int = field(default=200, metadata={"help": "give up (DivergenceError) after this many growths of t"})
-    backtrack_start: str = field(default="reset", metadata={"help": "'reset': t starts at theta0/tau0 each call (code); 'adaptive': at the last accepted t / factor"})
-    safeguard: bool = field(default=False, metadata={"help": "authors' code: after `safeguard_rises` rises of the training loss, rho x growth (cap), t0 x growth"})
-    safeguard_rises: int = field(default=3, metadata={"help": "consecutive rises of the training loss that trigger the safeguard (code: 3)"})
-    safeguard_growth: float = field(default=10.0, metadata={"help": "factor applied to rho (and nu if tied) and to theta0, tau0 (code: 10)"})
-    safeguard_rho_max: float = field(default=0.1, metadata={"help": "cap on rho under the safeguard (code: 0.1)"})
-    safeguard_min_width: int = field(default=100, metadata={"help": "t0 grows only if the widest hidden layer has at least this many units (code: 100)"})
-    check_finite: bool = field(default=True, metadata={"help": "raise DivergenceError when an updated variable holds NaN/Inf"})
-    check_memory: bool = field(default=True, metadata={"help": "refuse, before allocating, a run whose auxiliaries exceed the available memory"})
-    memory_fraction: float = field(default=0.9, metadata={"help": "share of the available memory the run may plan to use"})
+    rho: float = option(1e-6, positive=True, help="penalty of the last layer's constraint and dual step size (paper: 1e-6)")
+    nu: float | None = option(None, positive=True, help="penalty of the relaxed inner constraints; null = rho (authors' code)")
+    zl_iters: int = option(500, minimum=1, help="maximum FISTA iterations for the z_L subproblem (code: 500)")
+    zl_tol: float = option(1e-3, help="FISTA stops when the summed z_L objective changes by less (code: 1e-3); 0 = run all iterations")
+    zl_step: float = option(2.0, positive=True, help="FISTA step; 2 = 1/Lipschitz of the summed softmax cross-entropy (code: 4)")
+    zl_init: str = option("forward", choices=ZL_INITS, help="z_L at start: forward pass (spec) or labels (+1/-1 one-hot, authors' code)")
+    theta0: float = option(1.0, positive=True, help="first backtracking constant t of every W step (code: 1)")
+    tau0: float = option(1.0, positive=True, help="first backtracking constant t of every a step (code: 1)")
+    backtrack_factor: float = option(2.0, positive=True, help="t grows by this factor until the quadratic approximation holds (code: 2)")
+    max_backtracks: int = option(200, minimum=1, help="give up (diverged) after this many growths of t")
+    backtrack_start: str = option("reset", choices=BACKTRACK_STARTS,
+                                  help="reset: t starts at theta0/tau0 each call (code); adaptive: at the last accepted t / factor")
+    loss_safeguard: bool = option(False, help="authors' code: after `safeguard_rises` rises of the training loss, rho x growth (cap), t0 x growth")
+    safeguard_rises: int = option(3, minimum=1, help="consecutive rises of the training loss that trigger the safeguard (code: 3)")
+    safeguard_growth: float = option(10.0, positive=True, help="factor applied to rho (and nu if tied) and to theta0, tau0 (code: 10)")
+    safeguard_rho_max: float = option(0.1, positive=True, help="cap on rho under the safeguard (code: 0.1)")
+    safeguard_min_width: int = option(100, minimum=0, help="t0 grows only if the widest hidden layer has at least this many units (code: 100)")
+    check_finite: bool = option(True, help="stop as diverged when an updated variable holds NaN/Inf")
+    check_memory: bool = option(True, help="refuse, before allocating, a run whose auxiliaries exceed the available memory")
+    memory_fraction: float = option(0.9, positive=True, help="share of the available memory the run may plan to use")
 
     def __post_init__(self) -> None:
-        if not self.rho > 0:
-            raise ConfigError(f"dlADMM rho must be > 0, got {self.rho}")
-        if self.nu is not None and not self.nu > 0:
-            raise ConfigError(f"dlADMM nu must be > 0 or None (= rho), got {self.nu}")
-        if self.backtrack_start not in BACKTRACK_STARTS:
-            raise ConfigError(f"backtrack_start must be one of {BACKTRACK_STARTS}, got {self.backtrack_start!r}")
-        if self.zl_init not in ZL_INITS:
-            raise ConfigError(f"zl_init must be one of {ZL_INITS}, got {self.zl_init!r}")
+        self.validate()
+
+    def validate(self) -> None:
+        check_fields(self)
         if not self.backtrack_factor > 1:
             raise ConfigError(f"backtrack_factor must be > 1, got {self.backtrack_factor}")
-        if self.zl_iters < 1 or not self.zl_step > 0:
-            raise ConfigError("zl_iters must be >= 1 and zl_step > 0")
-        if not (self.theta0 > 0 and self.tau0 > 0):
-            raise ConfigError("theta0 and tau0 must be > 0")
+        if self.zl_tol < 0:
+            raise ConfigError(f"zl_tol must be >= 0, got {self.zl_tol}")
 
     @classmethod
     def help(cls) -> dict[str, str]:
-        """``{knob: one-line help}``, for a CLI or config schema."""
+        """``{knob: one-line help}``."""
         return {f.name: f.metadata["help"] for f in fields(cls)}
 
 
@@ -682,7 +679,7 @@ def iterate(state: DLADMMState, x: torch.Tensor, y: torch.Tensor) -> dict:
     """
     info = primal_sweep(state, x, y)
     dual_step(state, x)
-    if state.settings.safeguard:
+    if state.settings.loss_safeguard:
         info["train_loss"] = _safeguard(state, x, y)
     state.iteration += 1
     info["rho"] = state.rho
@@ -769,3 +766,64 @@ def write_back(state: DLADMMState, model: nn.Module) -> None:
     for lin, W, b in zip(lins, state.W, state.b):
         lin.weight.copy_(W)
         lin.bias.copy_(b)
+
+
+# ------------------------------------------------------------------------- the method
+
+#: What a checkpoint keeps of the state: tensors (lists of them) and plain numbers.
+_SAVED = ("W", "b", "z", "a", "u", "rho", "nu", "theta", "tau", "theta0", "tau0", "iteration", "loss_history")
+
+
+class DLADMM(Solver):
+    """dlADMM as a method of the suite: one stage holding the whole MLP (its splitting is
+    layerwise by construction, so the split level n does not apply and runs record n = 1);
+    one epoch is one full-batch iteration (:func:`iterate`); the weights are written back
+    into the network after each, so evaluation, records and figures are the suite's own."""
+
+    name = "dladmm"
+    Settings = DLADMMSettings
+    end_to_end = True
+    layerwise = True
+    full_batch = True
+
+    @classmethod
+    def check(cls, cfg) -> None:
+        if cfg.model != "mlp":
+            raise ConfigError(f"method 'dladmm' trains fully connected networks only: use model 'mlp' "
+                              f"(got {cfg.model!r}; dlADMM has no update for conv or residual blocks)")
+
+    def setup(self, stage: Stage) -> None:
+        """The full-batch state (memory checked before anything large is allocated); no optimizer."""
+        stage.init_params = [p.detach().clone() for p in stage.net.parameters()]
+        stage.scratch["dladmm"] = init_state(stage.net, self.x, self.y, self.settings)
+        sizes = stage.scratch["dladmm"].layer_sizes
+        self.estimate_mb = estimate_memory_bytes(sizes, self.M, stage.scratch["dladmm"].W[0].dtype) / 2**20
+
+    def step_phases(self):
+        return [self.iteration]
+
+    def iteration(self, stage: Stage, rows: torch.Tensor, box) -> None:
+        state = stage.scratch["dladmm"]
+        iterate(state, self.x, self.y)
+        write_back(state, stage.net)
+
+    def epoch_metrics(self, stage: Stage) -> dict[str, float]:
+        state = stage.scratch["dladmm"]
+        return {"lagrangian": augmented_lagrangian(state, self.x, self.y), "residual": residual(state, self.x),
+                "dladmm_rho": state.rho, "aux_mb": state_nbytes(state) / 2**20, "aux_estimate_mb": self.estimate_mb}
+
+    def state_dict(self, stage: Stage) -> dict:
+        state = stage.scratch["dladmm"]
+        return {k: getattr(state, k) for k in _SAVED}
+
+    def load_state_dict(self, stage: Stage, saved: dict) -> None:
+        state = stage.scratch["dladmm"]
+        device = state.W[0].device
+        for k in _SAVED:
+            v = saved[k]
+            if isinstance(v, torch.Tensor):
+                v = v.to(device)
+            elif isinstance(v, list) and v and isinstance(v[0], torch.Tensor):
+                v = [t.to(device) for t in v]
+            setattr(state, k, v)
+        write_back(state, stage.net)
