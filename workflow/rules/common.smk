@@ -54,7 +54,7 @@ FIGS = config["figures"]
 # the variant name for one setting of a sweep: results/<name>/runs/.../seed{seed}/<variant name>/
 RUN_DIR = f"{RESULTS}/{layout.RUN_DIR}"
 ENV_FILE = "../../envs/tssm.yaml"
-SCRIPTS = f"{REPO}/workflow/scripts"  # prepare_data.py, mlflow_experiment.py, summary_html.py
+SCRIPTS = f"{REPO}/workflow/scripts"  # prepare_data.py, mlflow_experiment.py (via $TSSM_SCRIPTS), summary_html.py
 
 
 def _uses_conda():
@@ -86,8 +86,20 @@ def _shell_prefix():
     """`set -euo pipefail` (Snakemake's default prefix under bash, which setting one replaces),
     then: the interpreter's folder first on PATH (only for a path; a bare name like the conda
     env's `python` is looked up as is), the tssm package of this checkout on PYTHONPATH (it runs
-    where it is not pip-installed, e.g. in the conda env) and matplotlib without a display."""
-    env = [f"PYTHONPATH={shlex.quote(REPO)}${{PYTHONPATH:+:$PYTHONPATH}}", "MPLBACKEND=Agg"]
+    where it is not pip-installed, e.g. in the conda env), matplotlib without a display, and
+    TSSM_SCRIPTS, this checkout's workflow/scripts.
+
+    prepare_data and mlflow_experiment run their script from $TSSM_SCRIPTS rather than taking it
+    as an input or a param: their markers are ancient() inputs of every train job, and when such
+    a job re-runs (a touched script, a moved checkout), Snakemake 9 also skips the missing-output
+    check of the train jobs behind it, so new grid points added in the same call would not run
+    (checked with a new seed: 0 train jobs instead of 2). As before, only a missing marker
+    re-runs them."""
+    env = [
+        f"PYTHONPATH={shlex.quote(REPO)}${{PYTHONPATH:+:$PYTHONPATH}}",
+        "MPLBACKEND=Agg",
+        f"TSSM_SCRIPTS={shlex.quote(SCRIPTS)}",
+    ]
     if PYTHON_DIR:
         env.insert(0, f"PATH={shlex.quote(PYTHON_DIR)}:$PATH")
     prefix = f"set -euo pipefail; export {' '.join(env)}; "

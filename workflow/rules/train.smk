@@ -4,9 +4,6 @@
 
 rule prepare_data:
     """Load (and if needed download) one dataset into data_root, once, before training fans out."""
-    input:
-        # a changed script re-prepares the data; training is not re-run (its marker input is ancient)
-        script=f"{SCRIPTS}/prepare_data.py",
     output:
         marker=f"{DATA_ROOT}/.prepared/{{dataset}}.json",
     params:
@@ -18,14 +15,12 @@ rule prepare_data:
     conda:
         ENV_FILE
     shell:
-        "{params.python} {input.script:q} --dataset {wildcards.dataset}"
+        "{params.python} \"$TSSM_SCRIPTS/prepare_data.py\" --dataset {wildcards.dataset}"
         " --root {params.root:q} --marker {output.marker:q} > {log:q} 2>&1"
 
 
 rule mlflow_experiment:
     """Create (or find) this config's MLflow experiment before any run logs to it."""
-    input:
-        script=f"{SCRIPTS}/mlflow_experiment.py",
     output:
         marker=f"{RESULTS}/mlflow_experiment.json",
     params:
@@ -38,7 +33,7 @@ rule mlflow_experiment:
     conda:
         ENV_FILE
     shell:
-        "{params.python} {input.script:q} --name {params.experiment:q}"
+        "{params.python} \"$TSSM_SCRIPTS/mlflow_experiment.py\" --name {params.experiment:q}"
         " --tracking-uri {params.tracking_uri:q} --tag pipeline_config={params.config_name:q}"
         " --out {output.marker:q} > {log:q} 2>&1"
 
