@@ -8,7 +8,7 @@
 # Layout of one configuration's outputs (<name> = the config's `name`):
 #   results/<name>/runs/{dataset}/{model}/{method}/n{splits}/seed{seed}/run.json, metrics.csv
 #   results/<name>/runs/.../seed{seed}/{variant}/...   one setting of an experiment's `grid:`
-#   results/<name>/summary.csv, summary.md, figures/*.png|pdf
+#   results/<name>/summary.csv, summary.md (+ summary.html for the report), figures/*.png|pdf
 #   logs/<name>/...               one log per job
 #   results/mlflow.db             MLflow index (experiment = the config's `experiment`)
 
@@ -49,5 +49,6 @@ rule all:
         # 2. one row per run, and mean ± std over seeds
         summary=f"{RESULTS}/summary.csv",
         table=f"{RESULTS}/summary.md",
+        table_html=f"{RESULTS}/summary.html",  # summary.md rendered for the report
         # 3. figures: Figure 1 and 2 analogues, accuracy vs n, time to target, speedup (+ sweep)
         figures=FIGURE_FILES,

@@ -4,10 +4,13 @@
 
 rule summary:
     """summary.csv (one row per grid point) and summary.md (mean ± std over seeds; with variants,
-    a table of each variant against frozen and the reference method)."""
+    a table of each variant against frozen and the reference method), and summary.html, the
+    same Markdown rendered for the report (which shows HTML inline but Markdown only as a
+    download)."""
     input:
         runs=ALL_RUNS,
         code=f"{REPO}/tssm/summary.py",  # a changed summary re-aggregates (cheap; training is not re-run)
+        to_html=f"{SCRIPTS}/summary_html.py",
     output:
         csv=report(
             f"{RESULTS}/summary.csv",
@@ -15,8 +18,20 @@ rule summary:
             category="Summary",
             labels={"table": "one row per run"},
         ),
-        md=f"{RESULTS}/summary.md",
+        md=report(
+            f"{RESULTS}/summary.md",
+            caption="../report/summary_md.rst",
+            category="Summary",
+            labels={"table": "mean ± std over seeds (Markdown)"},
+        ),
+        html=report(
+            f"{RESULTS}/summary.html",
+            caption="../report/summary_md.rst",
+            category="Summary",
+            labels={"table": "mean ± std over seeds"},
+        ),
     params:
+        python=PYTHON_NAME,
         target=FIGS["target_train_acc"],
         reference=FIGS["reference"],
         title=f"tssm-bench: {NAME} (MLflow experiment {EXPERIMENT})",
@@ -25,5 +40,6 @@ rule summary:
     conda:
         ENV_FILE
     shell:
-        "{PY_ENV} {PYTHON} -m tssm.summary {input.runs:q} --csv {output.csv:q} --md {output.md:q}"
+        "{params.python} -m tssm.summary {input.runs:q} --csv {output.csv:q} --md {output.md:q}"
         " --target-acc {params.target} --reference {params.reference} --title {params.title:q} > {log:q} 2>&1"
+        " && {params.python} {input.to_html:q} {output.md:q} {output.html:q} >> {log:q} 2>&1"

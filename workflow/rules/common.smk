@@ -46,11 +46,11 @@ def _check_profile_placeholders():
     (profiles/slurm ships them), instead of letting sbatch reject every job later."""
     rs = workflow.resource_settings
     found = [(None, k, v) for k, v in (rs.default_resources or {}).items()]
-    found += [(rule, k, v) for rule, res in (rs.overwrite_resources or {}).items() for k, v in res.items()]
-    for rule, key, value in found:
+    found += [(rule_name, k, v) for rule_name, res in (rs.overwrite_resources or {}).items() for k, v in res.items()]
+    for rule_name, key, value in found:
         raw = str(getattr(value, "raw", value))
         if re.fullmatch(r"<[A-Z_]+>", raw):
-            where = f"set-resources: {rule}: {key}" if rule else f"default-resources: {key}"
+            where = f"set-resources: {rule_name}: {key}" if rule_name else f"default-resources: {key}"
             raise WorkflowError(
                 f"the profile's {where} is still the placeholder {raw}: put your cluster's {key} in "
                 f"profiles/slurm/config.yaml (or in the profile you passed)"
@@ -69,10 +69,11 @@ TRACKING_URI = config["tracking_uri"]
 DATA_ROOT = config["data_root"]
 REPO = str(workflow.basedir)  # the checkout holding the Snakefile (and the tssm package)
 FIGS = config["figures"]
-# {variant} is "" for a run without a `grid:` (the plain layout) and "/<variant name>" for one
-# setting of a sweep: results/<name>/runs/.../seed{seed}/<variant name>/
+# {variant} is empty for a run without a `grid:` (the plain layout), and a slash followed by
+# the variant name for one setting of a sweep: results/<name>/runs/.../seed{seed}/<variant name>/
 RUN_DIR = f"{RESULTS}/{layout.RUN_DIR}"
 ENV_FILE = "../../envs/tssm.yaml"
+SCRIPTS = f"{REPO}/workflow/scripts"  # prepare_data.py, mlflow_experiment.py (via $TSSM_SCRIPTS), summary_html.py
 
 
 def _uses_conda():
@@ -84,11 +85,47 @@ def _uses_conda():
 
 
 # The interpreter rules call: explicit config > the conda env's `python` > the one running
-# Snakemake (so `.venv/bin/snakemake` works without activating the venv). Kept out of
-# `params` so that moving the venv does not re-run every job.
+# Snakemake (so `.venv/bin/snakemake` works without activating the venv).
+#
+# Where it lives must not be provenance: moving the venv (or the checkout) must not re-run
+# every job, while a changed setting must (params stay a rerun trigger). Snakemake records
+# every params value of a job and re-runs it when one changes (rerun trigger `params`), so the
+# interpreter's folder is not a param: the rules call it by its bare name (`python3 -m tssm`,
+# params.python / params.launcher) and the shell prefix below puts its folder first on PATH.
+# `shell.prefix` is Snakemake's documented hook for environment set-up common to all shell
+# commands; it is neither a param nor part of a rule's code (the `code` trigger compares the
+# rule's own shell command), so a moved venv re-runs nothing. (Snakemake also leaves params
+# computed from input/output out of the trigger, but that is undocumented behaviour, reported
+# as a bug in snakemake#3895: not relied on here.)
 PYTHON = config.get("python") or ("python" if _uses_conda() else sys.executable)
-# Run the tssm package of this checkout even where it is not pip-installed (conda envs).
-PY_ENV = f"export PYTHONPATH={shlex.quote(REPO)}${{PYTHONPATH:+:$PYTHONPATH}} MPLBACKEND=Agg;"
+PYTHON_DIR, PYTHON_NAME = os.path.split(PYTHON)
+
+
+def _shell_prefix():
+    """`set -euo pipefail` (Snakemake's default prefix under bash, which setting one replaces),
+    then: the interpreter's folder first on PATH (only for a path; a bare name like the conda
+    env's `python` is looked up as is), the tssm package of this checkout on PYTHONPATH (it runs
+    where it is not pip-installed, e.g. in the conda env), matplotlib without a display, and
+    TSSM_SCRIPTS, this checkout's workflow/scripts.
+
+    prepare_data and mlflow_experiment run their script from $TSSM_SCRIPTS rather than taking it
+    as an input or a param: their markers are ancient() inputs of every train job, and when such
+    a job re-runs (a touched script, a moved checkout), Snakemake 9 also skips the missing-output
+    check of the train jobs behind it, so new grid points added in the same call would not run
+    (checked with a new seed: 0 train jobs instead of 2). As before, only a missing marker
+    re-runs them."""
+    env = [
+        f"PYTHONPATH={shlex.quote(REPO)}${{PYTHONPATH:+:$PYTHONPATH}}",
+        "MPLBACKEND=Agg",
+        f"TSSM_SCRIPTS={shlex.quote(SCRIPTS)}",
+    ]
+    if PYTHON_DIR:
+        env.insert(0, f"PATH={shlex.quote(PYTHON_DIR)}:$PATH")
+    prefix = f"set -euo pipefail; export {' '.join(env)}; "
+    return prefix.replace("{", "{{").replace("}", "}}")  # shell.prefix() formats its argument
+
+
+shell.prefix(_shell_prefix())
 
 
 def _check_run_keys(run, where):
@@ -158,7 +195,7 @@ def _variants(exp, where):
 
 def _point(key):
     """A grid key as dataset/model/method/n/seed[/variant], for messages."""
-    return "/".join(str(k) for k in key if k != "")
+    return os.path.join(*(str(k) for k in key if k != ""))
 
 
 def _expand_grid(cfg):
@@ -251,8 +288,9 @@ def point_yaml(wc):
 
 
 def launcher(wc):
-    """`python -m tssm`, or torchrun with one rank per worker when the point has workers > 1."""
-    return layout.launch_command(PYTHON, grid_job(wc)["workers"])
+    """`python3 -m tssm`, or torchrun with one rank per worker when the point has workers > 1
+    (the interpreter by name: its folder is on PATH through the shell prefix)."""
+    return layout.launch_command(PYTHON_NAME, grid_job(wc)["workers"])
 
 
 def job_threads(wc):
@@ -270,3 +308,21 @@ def job_resource(name, default=None):
 def data_marker(dataset):
     return f"{DATA_ROOT}/.prepared/{dataset}.json"
 
+
+
+def figure_report(stem):
+    """One figure's PNG, marked for the Snakemake report with its caption, category and label
+    from the tssm.layout catalogue (the PDF next to it is for papers, not the report)."""
+    caption, category, label = layout.FIGURES[stem]
+    return report(
+        f"{FIGDIR}/{stem}.png",
+        caption=f"../report/{caption}.rst",
+        category=category,
+        labels={"figure": label},
+    )
+
+
+def parent_dir(wc, output):
+    """The folder of a rule's first output (a param derived from the output, so that no path
+    prefix is hard-coded in params)."""
+    return os.path.dirname(output[0])

@@ -3,16 +3,6 @@
 # with the captions in workflow/report/.
 
 
-def _figure(stem):
-    caption, category, label = layout.FIGURES[stem]
-    return report(
-        f"{FIGDIR}/{stem}.png",
-        caption=f"../report/{caption}.rst",
-        category=category,
-        labels={"figure": label},
-    )
-
-
 rule figures:
     """Figure 1 and 2 analogues, accuracy vs n, time to target, speedup (PNG + PDF); the
     sweep figure when the config has variants."""
@@ -21,10 +11,11 @@ rule figures:
         code=f"{REPO}/tssm/figures.py",  # changed drawing code redraws the figures
         paper=f"{REPO}/tssm/paper.py",  # ... and so do changed paper values
     output:
-        [_figure(stem) for stem in FIGURE_STEMS],
+        [figure_report(stem) for stem in FIGURE_STEMS],
         [f"{FIGDIR}/{stem}.pdf" for stem in FIGURE_STEMS],
     params:
-        outdir=FIGDIR,
+        python=PYTHON_NAME,
+        outdir=parent_dir,  # FIGDIR, from the first figure's path
         fig1=FIGS["figure1_splits"],
         fig2=" ".join(map(str, FIGS["figure2_splits"])),
         fig2_select=" ".join(
@@ -38,6 +29,6 @@ rule figures:
     conda:
         ENV_FILE
     shell:
-        "{PY_ENV} {PYTHON} -m tssm.figures --summary {input.summary:q} --out-dir {params.outdir:q}"
+        "{params.python} -m tssm.figures --summary {input.summary:q} --out-dir {params.outdir:q}"
         " --figure1-splits {params.fig1} --figure2-splits {params.fig2} {params.fig2_select}"
         " --target-acc {params.target} --reference {params.reference} > {log:q} 2>&1"

@@ -7,13 +7,15 @@ rule prepare_data:
     output:
         marker=f"{DATA_ROOT}/.prepared/{{dataset}}.json",
     params:
-        root=DATA_ROOT,
+        python=PYTHON_NAME,
+        # data_root, from the marker's path: <data_root>/.prepared/<dataset>.json
+        root=lambda wc, output: os.path.dirname(os.path.dirname(output.marker)),
     log:
         f"{LOGS}/prepare_data/{{dataset}}.log",
     conda:
         ENV_FILE
     shell:
-        "{PY_ENV} {PYTHON} {REPO}/workflow/scripts/prepare_data.py --dataset {wildcards.dataset}"
+        "{params.python} \"$TSSM_SCRIPTS/prepare_data.py\" --dataset {wildcards.dataset}"
         " --root {params.root:q} --marker {output.marker:q} > {log:q} 2>&1"
 
 
@@ -22,6 +24,7 @@ rule mlflow_experiment:
     output:
         marker=f"{RESULTS}/mlflow_experiment.json",
     params:
+        python=PYTHON_NAME,
         experiment=EXPERIMENT,
         tracking_uri=TRACKING_URI,
         config_name=NAME,
@@ -30,7 +33,7 @@ rule mlflow_experiment:
     conda:
         ENV_FILE
     shell:
-        "{PY_ENV} {PYTHON} {REPO}/workflow/scripts/mlflow_experiment.py --name {params.experiment:q}"
+        "{params.python} \"$TSSM_SCRIPTS/mlflow_experiment.py\" --name {params.experiment:q}"
         " --tracking-uri {params.tracking_uri:q} --tag pipeline_config={params.config_name:q}"
         " --out {output.marker:q} > {log:q} 2>&1"
 
@@ -68,8 +71,8 @@ rule train:
     wildcard_constraints:
         splits=r"\d+",
         seed=r"\d+",
-        variant=r"(/[^/]+)?",  # "" or "/<variant name>" (an experiment with a `grid:`)
+        variant=r"(/[^/]+)?",  # empty, or a slash and the variant name (an experiment with a `grid:`)
     shell:
-        "{PY_ENV} mkdir -p {params.out:q} && printf '%s' {params.point:q} > {params.out:q}/point.yaml &&"
+        "mkdir -p {params.out:q} && printf '%s' {params.point:q} > {params.out:q}/point.yaml &&"
         " {params.launcher} train --config {params.out:q}/point.yaml --out {params.out:q} --overwrite --no-progress > {log:q} 2>&1"
         " || [ $? -eq 3 ]"
