@@ -83,11 +83,14 @@ def test_changed_config_does_not_reuse_checkpoint(tmp_path):
         time.sleep(0.05)
     p.send_signal(signal.SIGKILL)
     p.communicate()
-    with pytest.warns(UserWarning, match="different config"):
-        assert main(["train", *SMALL, *args[:-4], "--rho", "2", "--mlflow", "false", "--checkpoint", "true",
-                     "--epochs", "2", "--out", str(out)]) == 0
+    changed = ["train", *SMALL, *args[:-4], "--rho", "2", "--mlflow", "false", "--checkpoint", "true",
+               "--epochs", "2", "--out", str(out)]
+    assert main(changed) == 2  # the folder's checkpoint belongs to another config: refused
+    assert list((out / "checkpoint").glob("rank0.pt"))
+    assert main([*changed, "--overwrite"]) == 0  # moved aside, never resumed from
     m = pd.read_csv(out / "metrics.csv")
     assert list(m.epoch) == [0, 1, 2]
+    assert list((out / ".replaced").glob("*/checkpoint/rank0.pt"))
 
 
 def test_concurrent_runs_lose_nothing(tmp_path):
