@@ -359,6 +359,8 @@ def download_artifacts(tracking_uri: str, run_id: str, path: str = "", dst: str 
     client = open_client(tracking_uri)
     run = retry_locked(client.get_run, run_id)
     repo = artifact_repository(tracking_uri, run.info.artifact_uri)
+    if dst is not None:
+        Path(dst).mkdir(parents=True, exist_ok=True)
     return repo.download_artifacts(path, dst_path=None if dst is None else str(dst))
 
 
