@@ -133,7 +133,9 @@ def short_error(e: BaseException, limit: int = 300) -> str:
 
 
 _TRANSIENT = ("database is locked", "database table is locked", "temporarily_unavailable", "resource_exhausted",
-              "too many requests", "status code 429", "status code 503", "connection reset")
+              "too many requests", "status code 429", "status code 503", "connection reset",
+              # two runs logging the same dataset at once: one inserts it, the other's retry finds it
+              "unique constraint failed: datasets")
 
 
 def is_transient(e: BaseException) -> bool:
