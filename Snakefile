@@ -38,6 +38,7 @@ localrules:
     all,
     prepare_data,
     mlflow_experiment,
+    mlflow_pipeline_run,
     summary,
     figures,
 
@@ -52,3 +53,5 @@ rule all:
         table_html=f"{RESULTS}/summary.html",  # summary.md rendered for the report
         # 3. figures: Figure 1 and 2 analogues, accuracy vs n, time to target, speedup (+ sweep)
         figures=FIGURE_FILES,
+        # 4. the MLflow run `<name> (pipeline)` holding the summary and the figures
+        mlflow=f"{RESULTS}/mlflow_pipeline_run.json",

@@ -96,10 +96,52 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+_RSS_BASE_KB: float = 0.0  # the process's RSS when the training's own memory starts counting
+
+
+def _proc_status_kb(field: str) -> float | None:
+    """VmRSS / VmHWM of this process in KiB (Linux), else None."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return float(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def peak_rss_kb() -> float:
+    """The process's peak resident size (since the last reset_peak_memory, where Linux allows it)."""
+    hwm = _proc_status_kb("VmHWM")
+    return hwm if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # Linux: KiB
+
+
+def reset_peak_memory() -> None:
+    """Start counting the training's own memory here: after the data and the model are loaded,
+    before the solver allocates its state (auxiliary variables, optimizer state). The kernel's
+    peak-RSS mark is reset (/proc/self/clear_refs "5"), so a transient peak of loading the data
+    is not counted; where that is not possible, the lifetime peak is used."""
+    global _RSS_BASE_KB
+    with contextlib.suppress(OSError):
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    _RSS_BASE_KB = _proc_status_kb("VmRSS") or 0.0
+
+
 def peak_memory_mb(device: torch.device) -> float:
+    """The training's own peak memory. CUDA: the caching allocator's peak (torch's own count).
+    CPU: the peak resident size since reset_peak_memory minus the resident size then (torch's
+    CPU allocator keeps no statistics, and tracemalloc does not see torch's allocations): what
+    the solver's state, the activations and the optimizer added on top of the data and model."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    return max(0.0, peak_rss_kb() - _RSS_BASE_KB) / 1024
+
+
+def peak_rss_mb() -> float:
+    """The whole process's peak resident size (what peak_mem_mb used to be on CPU)."""
+    return peak_rss_kb() / 1024
 
 
 def _finite_state(solver: Solver, stages: list[Stage], row: dict[str, float]) -> str | None:
@@ -211,8 +253,13 @@ def start(cfg: RunConfig) -> Session:
     threads = cfg.threads or max(1, (os.cpu_count() or 1) // world)
     torch.set_num_threads(threads)
     torch.manual_seed(cfg.seed)
+    # the main rank opens the MLflow store and experiment first: a problem there stops the run now
+    recorder = Recorder(cfg, environment(device, threads, world)) if rank == 0 else None
+    if recorder:
+        recorder.connect()
 
     problem = build_problem(cfg, device)
+    reset_peak_memory()
     stages = build_stages(cfg, problem)
     solver = make_solver(cfg, problem.data.x_train, problem.data.y_train)
     # Check every step's loss where that is free (one CPU process); otherwise once per epoch.
@@ -224,7 +271,6 @@ def start(cfg: RunConfig) -> Session:
         executor = SerialExecutor(stages)
     for st in executor.stages:
         solver.setup(st)
-    recorder = Recorder(cfg, environment(device, threads, world)) if executor.is_main else None
     return Session(cfg, device, problem, stages, solver, executor, recorder, Path(cfg.out) / "checkpoint" / f"rank{rank}.pt")
 
 
@@ -259,7 +305,7 @@ def resume_or_initialise(s: Session) -> TrainState:
         s.executor.drain()
     if s.recorder:
         s.recorder.rows = state.rows
-        s.recorder.start_mlflow(resume_run_id=state.mlflow_run_id)
+        s.recorder.start_mlflow(resume_run_id=state.mlflow_run_id, dataset=s.problem.data)
         state.mlflow_run_id = s.recorder.run_id
     return state
 
@@ -267,7 +313,7 @@ def resume_or_initialise(s: Session) -> TrainState:
 def initial_row(s: Session) -> dict[str, float]:
     metrics, eval_time = evaluate(s.solver, s.executor, s.problem.data)
     return {"epoch": 0, **metrics, "train_time_s": 0.0, "epoch_time_s": 0.0, "eval_time_s": eval_time,
-            "samples_per_s": float("nan"), "peak_mem_mb": peak_memory_mb(s.device), "restored": 0.0}
+            "samples_per_s": float("nan"), "peak_mem_mb": peak_memory_mb(s.device), "peak_rss_mb": peak_rss_mb(), "restored": 0.0}
 
 
 def run_epoch_steps(s: Session, epoch: int) -> float:
@@ -317,7 +363,7 @@ def train_epoch(s: Session, state: TrainState, epoch: int) -> dict[str, float]:
         "epoch": epoch, **metrics,
         "train_time_s": state.train_clock, "epoch_time_s": epoch_time, "eval_time_s": eval_time,
         "samples_per_s": s.solver.M / epoch_time if epoch_time > 0 else float("nan"),
-        "peak_mem_mb": peak_memory_mb(s.device), "restored": restored,
+        "peak_mem_mb": peak_memory_mb(s.device), "peak_rss_mb": peak_rss_mb(), "restored": restored,
     }
     bad = _finite_state(s.solver, ex.stages, row)
     if not ex.all_true(bad is None) and bad is None:

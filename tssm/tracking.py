@@ -2,14 +2,33 @@
 
 The files under the run directory are the record the pipeline depends on; MLflow is the
 index for browsing. Files are written atomically (temp file + rename) so a killed run never
-leaves a half-written file that looks finished. MLflow problems (a locked sqlite store, a
-missing server) are retried and then reported as warnings: they never lose the files.
+leaves a half-written file that looks finished.
+
+MLflow, in short:
+
+- every store call goes through :func:`retry_locked` (sqlite's "database is locked", a busy
+  server), with a bounded total wait (:data:`RETRY_SECONDS`);
+- a sqlite store is created once, under a file lock next to the database, in a temporary file
+  renamed into place (:func:`ensure_sqlite_store`): concurrent first use and an interrupted
+  creation both leave either no database or a complete one;
+- a store, server or experiment problem is a :class:`TrackingError` when the run starts
+  (``error: ...``, exit 2, before training), not a warning at the end;
+- a call that fails later (after the retries) stops the run's MLflow logging, and the run is
+  closed FAILED with the tag ``tracking_error`` (its files are complete);
+- experiments of a sqlite store keep their artifacts under ``mlflow-artifacts:/<experiment
+  id>``: relative to ``mlartifacts/`` next to the database, so moving ``results/`` keeps them
+  (``mlflow ui --backend-store-uri sqlite:///<dir>/mlflow.db --artifacts-destination
+  <dir>/mlartifacts`` serves them; :func:`artifact_repository` resolves them without a server).
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import hashlib
+import io
 import json
+import logging
 import os
 import platform
 import socket
@@ -17,15 +36,28 @@ import subprocess
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import torch
 
 from .config import RunConfig
+from .errors import TSSMError
 
 DEFAULT_TRACKING_URI = "sqlite:///results/mlflow.db"
+#: The longest a single MLflow call waits for a locked store or a busy server, in seconds.
+RETRY_SECONDS = float(os.environ.get("TSSM_MLFLOW_RETRY_SECONDS", "60"))
+#: Where a sqlite store keeps artifacts: this folder next to the database file.
+ARTIFACTS_DIR = "mlartifacts"
+#: The artifact root of experiments created in a sqlite store (as ``mlflow server`` does).
+PORTABLE_ARTIFACT_ROOT = "mlflow-artifacts:/"
+#: Seconds to wait for a tracking server's first answer.
+PROBE_TIMEOUT_S = 5
+
+
+class TrackingError(TSSMError):
+    """The MLflow store or server cannot take the run's record."""
 
 
 def current_umask() -> int:
@@ -92,91 +124,440 @@ def environment(device: torch.device, threads: int, world_size: int) -> dict[str
     return env
 
 
-def retry_locked(fn, *args, attempts: int = 8, **kwargs):
-    """Call an MLflow function, retrying while sqlite says the database is locked."""
-    delay = 0.2
-    for i in range(attempts):
+# ---------------------------------------------------------------------------- the store
+def short_error(e: BaseException, limit: int = 300) -> str:
+    """One line of an exception: no SQL statement, no traceback, no server HTML."""
+    text = str(e).split("[SQL:", 1)[0].split("(Background on this error", 1)[0]
+    text = " ".join(text.split())
+    return (text[:limit] + "...") if len(text) > limit else (text or type(e).__name__)
+
+
+_TRANSIENT = ("database is locked", "database table is locked", "temporarily_unavailable", "resource_exhausted",
+              "too many requests", "status code 429", "status code 503", "connection reset",
+              # two runs logging the same dataset at once: one inserts it, the other's retry finds it
+              "unique constraint failed: datasets")
+
+
+def is_transient(e: BaseException) -> bool:
+    """Whether retrying may help: a locked sqlite store, an overloaded server."""
+    text = str(e).lower()
+    code = str(getattr(e, "error_code", "")).lower()
+    return any(t in text for t in _TRANSIENT) or code in ("temporarily_unavailable", "resource_exhausted")
+
+
+def retry_locked(fn, *args, attempts: int | None = None, deadline_s: float | None = None, **kwargs):
+    """Call an MLflow function, retrying while the store is locked or busy, for at most
+    ``deadline_s`` seconds in all (default :data:`RETRY_SECONDS`; ``attempts`` caps the tries).
+
+    Other errors, and the last transient one, are raised unchanged. A recovered lock prints
+    nothing."""
+    deadline = time.monotonic() + (RETRY_SECONDS if deadline_s is None else deadline_s)
+    delay, tries = 0.1, 0
+    while True:
         try:
             return fn(*args, **kwargs)
         except Exception as e:  # MLflow wraps sqlite's OperationalError in several types
-            if "locked" not in str(e).lower() or i == attempts - 1:
+            tries += 1
+            if not is_transient(e) or time.monotonic() + delay > deadline or (attempts and tries >= attempts):
                 raise
             time.sleep(delay)
-            delay = min(delay * 2, 5.0)
+            delay = min(delay * 2, 2.0)
 
 
+class _QuietStore(logging.Filter):
+    """Drops MLflow's own report of a database error (a traceback with the SQL statement):
+    retry_locked retries it, and what cannot be recovered is reported in one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = str(record.msg)
+        return not (msg.startswith("SQLAlchemy database error") or msg.startswith("SQLAlchemy engine could not"))
+
+
+_quiet = _QuietStore()
+
+
+def quiet_mlflow_logs() -> None:
+    """No SQL, tracebacks or migration chatter from MLflow on stderr."""
+    log = logging.getLogger("mlflow.store.db.utils")
+    if _quiet not in log.filters:
+        log.addFilter(_quiet)
+    for name in ("alembic", "alembic.runtime.migration", "mlflow.store.db.utils"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def sqlite_path(tracking_uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (relative or absolute), else None."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    return Path(tracking_uri[len("sqlite:///"):].split("?", 1)[0])
+
+
+def artifacts_root(tracking_uri: str) -> Path | None:
+    """Where ``mlflow-artifacts:/...`` of a sqlite store lie: ``mlartifacts/`` next to the database."""
+    db = sqlite_path(tracking_uri)
+    return None if db is None else db.parent / ARTIFACTS_DIR
+
+
+def ensure_sqlite_store(tracking_uri: str, timeout: float | None = None) -> None:
+    """Create the sqlite store of ``tracking_uri`` if there is none, safely.
+
+    Under a lock file next to the database (concurrent first use waits for the first), the
+    tables are made in a temporary file that is renamed into place: a creation killed half-way
+    leaves no database, never a half-migrated one."""
+    db = sqlite_path(tracking_uri)
+    if db is None or (db.exists() and db.stat().st_size > 0):
+        return
+    from filelock import FileLock, Timeout
+
+    db.parent.mkdir(parents=True, exist_ok=True)
+    quiet_mlflow_logs()
+    try:
+        with FileLock(str(db) + ".lock", timeout=RETRY_SECONDS if timeout is None else timeout):
+            if db.exists() and db.stat().st_size > 0:
+                return
+            fd, tmp = tempfile.mkstemp(dir=db.parent, prefix=f".{db.name}.", suffix=".creating")
+            os.close(fd)
+            tmp_uri = f"sqlite:///{tmp}"
+            try:
+                from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+                store = SqlAlchemyStore(tmp_uri, PORTABLE_ARTIFACT_ROOT)
+                store.engine.dispose()
+                SqlAlchemyStore._engine_map.pop(tmp_uri, None)
+                os.chmod(tmp, 0o666 & ~current_umask())
+                os.replace(tmp, db)
+            finally:
+                for leftover in (tmp, tmp + "-journal"):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(leftover)
+    except Timeout:
+        raise TrackingError(f"MLflow store {db} is being created by another process that has held {db}.lock "
+                            f"for {timeout or RETRY_SECONDS:.0f} s; check for a hung process") from None
+
+
+@contextlib.contextmanager
+def _http_env(**values: str):
+    """MLflow's HTTP settings (MLFLOW_HTTP_REQUEST_*) for the calls inside."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def open_client(tracking_uri: str):
+    """An MlflowClient of ``tracking_uri`` whose store is known to work.
+
+    sqlite: the store is created safely (:func:`ensure_sqlite_store`) and opened with retries.
+    http(s): the server must answer within seconds (MLflow's own retries are off for the
+    probe), and later calls use a few short HTTP retries unless MLFLOW_HTTP_REQUEST_* say
+    otherwise. Raises :class:`TrackingError`."""
+    quiet_mlflow_logs()
+    try:
+        from mlflow.tracking import MlflowClient
+    except ImportError as e:
+        raise TrackingError(f"MLflow is not installed ({e}); install it, or run with --mlflow false") from None
+    scheme = urlparse(tracking_uri).scheme
+    try:
+        ensure_sqlite_store(tracking_uri)
+        client = retry_locked(MlflowClient, tracking_uri=tracking_uri)
+    except TrackingError:
+        raise
+    except Exception as e:
+        raise TrackingError(f"cannot open the MLflow store {tracking_uri}: {short_error(e)}") from None
+    if scheme in ("http", "https"):
+        with _http_env(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT=str(PROBE_TIMEOUT_S)):
+            try:
+                client.search_experiments(max_results=1)
+            except Exception as e:
+                raise TrackingError(
+                    f"MLflow tracking server {tracking_uri} does not answer ({short_error(e, 160)}); start it, "
+                    f"point --tracking-uri (or MLFLOW_TRACKING_URI) at a running server or a sqlite:/// store, "
+                    f"or run with --mlflow false") from None
+        for key, value in (("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3"), ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1"),
+                           ("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")):
+            os.environ.setdefault(key, value)
+    return client
+
+
+def experiment_description(name: str, pipeline_config: str | None = None) -> str:
+    """The experiment's description (tag ``mlflow.note.content``, shown by the UI)."""
+    where = (f"the runs of the tssm-bench pipeline config `{pipeline_config}` (one run per grid point; "
+             f"`{pipeline_config} (pipeline)` holds summary.csv, summary.md and the figures)"
+             if pipeline_config else "tssm-bench training runs (`tssm train`)")
+    return (f"**{name}**: {where}.\n\n"
+            "Each run: params = the hyperparameters the method reads; metrics per epoch (train/test accuracy "
+            "and loss, objective, residuals, timings, peak memory); the dataset as input; metrics.csv and "
+            "run.json as artifacts. Filter with e.g. `tags.method = \"gsadmm\" and tags.splits = \"2\"`.")
+
+
+def ensure_experiment(client, tracking_uri: str, name: str, tags: dict[str, str] | None = None,
+                      artifact_location: str | None = None, description: str | None = None):
+    """Find or create (or restore, when deleted in the UI) the experiment ``name``.
+
+    A new experiment of a sqlite store gets the artifact root ``mlflow-artifacts:/<id>``
+    (relative to ``mlartifacts/`` next to the database), unless ``artifact_location`` says
+    otherwise. Tags it with ``tags``, a description and ``mlflow.experimentKind`` (so the UI
+    shows runs, not GenAI traces). Returns the experiment (raises :class:`TrackingError`)."""
+    if not name or not name.strip():
+        raise TrackingError("experiment must be a non-empty name (got an empty one): set --experiment NAME, "
+                            "or run with --mlflow false to record no MLflow run")
+    try:
+        exp = retry_locked(client.get_experiment_by_name, name)
+        if exp is None:
+            try:
+                if artifact_location is None and sqlite_path(tracking_uri) is not None:
+                    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+                    store = retry_locked(SqlAlchemyStore, tracking_uri, PORTABLE_ARTIFACT_ROOT)
+                    retry_locked(store.create_experiment, name)
+                else:
+                    retry_locked(client.create_experiment, name, artifact_location=artifact_location)
+            except Exception as e:  # created by a concurrent process meanwhile: take it
+                if "already exists" not in str(e).lower() and "RESOURCE_ALREADY_EXISTS" not in str(e):
+                    raise
+            exp = retry_locked(client.get_experiment_by_name, name)
+        if exp.lifecycle_stage == "deleted":  # deleted in the UI: bring it back rather than fail every run
+            retry_locked(client.restore_experiment, exp.experiment_id)
+            exp = retry_locked(client.get_experiment, exp.experiment_id)
+        wanted = {"mlflow.experimentKind": "custom_model_development", **(tags or {})}
+        if description or "mlflow.note.content" not in exp.tags:
+            wanted["mlflow.note.content"] = description or experiment_description(name, (tags or {}).get("pipeline_config"))
+        for k, v in wanted.items():
+            if exp.tags.get(k) != v:
+                retry_locked(client.set_experiment_tag, exp.experiment_id, k, v)
+        return retry_locked(client.get_experiment, exp.experiment_id)
+    except TrackingError:
+        raise
+    except Exception as e:
+        raise TrackingError(f"MLflow experiment {name!r} in {tracking_uri}: {short_error(e)}") from None
+
+
+def artifact_repository(tracking_uri: str, artifact_uri: str):
+    """The artifact repository of a run's (or experiment's) ``artifact_uri``.
+
+    ``mlflow-artifacts:/...`` needs a tracking server; with a sqlite store it is resolved here,
+    against ``mlartifacts/`` next to the database (where ``mlflow server --artifacts-destination``
+    finds it too)."""
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    root = artifacts_root(tracking_uri)
+    parsed = urlparse(artifact_uri)
+    if root is not None and parsed.scheme == "mlflow-artifacts" and not parsed.netloc:
+        from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
+
+        return LocalArtifactRepository(str((root / parsed.path.lstrip("/")).resolve()))
+    return get_artifact_repository(artifact_uri, tracking_uri=tracking_uri)
+
+
+def download_artifacts(tracking_uri: str, run_id: str, path: str = "", dst: str | Path | None = None) -> str:
+    """Download a run's artifact (or folder) ``path``; a sqlite store's portable artifacts
+    are resolved without a server. Returns the local path."""
+    client = open_client(tracking_uri)
+    run = retry_locked(client.get_run, run_id)
+    repo = artifact_repository(tracking_uri, run.info.artifact_uri)
+    if dst is not None:
+        Path(dst).mkdir(parents=True, exist_ok=True)
+    return repo.download_artifacts(path, dst_path=None if dst is None else str(dst))
+
+
+def source_tags(entry_point: str) -> dict[str, str]:
+    """MLflow's system tags as ``mlflow.start_run`` sets them (user, source name and type, git),
+    with the source named after tssm's entry point and the commit of this checkout."""
+    try:
+        from mlflow.tracking.context.registry import resolve_tags
+
+        tags = dict(resolve_tags({}))
+    except Exception:
+        tags = {}
+    tags["mlflow.source.name"] = entry_point
+    tags["mlflow.source.type"] = "LOCAL"
+    tags.setdefault("mlflow.user", os.environ.get("USER") or os.environ.get("LOGNAME") or "unknown")
+    commit = git_commit()
+    if commit != "unknown":
+        tags["mlflow.source.git.commit"] = commit
+    return tags
+
+
+def dataset_entity(data, cfg: RunConfig):
+    """The run's data as an MLflow dataset: name, digest of the tensors, source, schema and
+    the split sizes (profile)."""
+    from mlflow.entities import Dataset as MlflowDataset
+
+    h = hashlib.sha256()
+    for t in (data.x_train, data.y_train, data.x_test, data.y_test):
+        t = t.detach().to("cpu").contiguous()
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.numpy().tobytes())
+    name = cfg.dataset
+    if cfg.n_train is not None or cfg.n_test is not None:
+        name += f"[train {len(data.y_train)}, test {len(data.y_test)}]"
+    if cfg.dataset == "digits":
+        source_type, source = "code", {"uri": "sklearn.datasets.load_digits (embedded in tssm.data)"}
+    else:
+        source_type, source = "local", {"uri": str(Path(cfg.data_root).resolve()), "dataset": cfg.dataset}
+    shape = [-1, *data.input_shape]
+    schema = {"mlflow_tensorspec": {
+        "features": json.dumps([{"type": "tensor", "tensor-spec": {"dtype": "float32", "shape": shape}}]),
+        "targets": json.dumps([{"type": "tensor", "tensor-spec": {"dtype": "int64", "shape": [-1]}}]),
+    }}
+    profile = {"train_rows": len(data.y_train), "test_rows": len(data.y_test), "input_shape": list(data.input_shape),
+               "num_classes": data.num_classes}
+    return MlflowDataset(name=name, digest=h.hexdigest()[:8], source_type=source_type, source=json.dumps(source),
+                         schema=json.dumps(schema), profile=json.dumps(profile))
+
+
+def warn(message: str) -> None:
+    """One line on stderr."""
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------- the recorder
 class Recorder:
-    """Writes one run's files and its MLflow run. Only the main rank creates one."""
+    """Writes one run's files and its MLflow run. Only the main rank creates one.
 
-    def __init__(self, cfg: RunConfig, env: dict[str, Any]):
+    ``connect()`` (when the run starts) opens the store and the experiment, ``start_mlflow()``
+    creates (or, resuming, reopens) the run; either raises :class:`TrackingError`. Later
+    failures stop the MLflow logging and close the run FAILED with the tag ``tracking_error``.
+    ``log_system_metrics`` adds MLflow's CPU/GPU/memory/disk sampling (off by default)."""
+
+    def __init__(self, cfg: RunConfig, env: dict[str, Any], *, log_system_metrics: bool = False):
         self.cfg = cfg
         self.out = Path(cfg.out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.env = env
         self.rows: list[dict[str, float]] = []
         self.commit = git_commit()
-        self._mlflow = None
+        self.log_system_metrics = log_system_metrics
+        self.tracking_uri = cfg.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+        self._mlflow = None  # the client, while the run is being logged
+        self._experiment = None
         self._run_id: str | None = None
+        self._artifact_uri: str | None = None
+        self._error: str | None = None  # the first MLflow failure after the start
+        self._monitor = None
         self._started = time.time()
 
     # -- MLflow -------------------------------------------------------------------------
     def tags(self) -> dict[str, str]:
         c = self.cfg
-        tags = {
+        tags = source_tags("tssm train")
+        tags.update({
             "dataset": c.dataset, "model": c.model, "method": c.method, "splits": str(c.splits),
             "seed": str(c.seed), "git_commit": self.commit,
             "config_hash": c.config_hash(), "out": str(self.out),
-        }
+        })
         tags.update({k: str(v) for k, v in c.tags.items()})
         return tags
 
-    def start_mlflow(self, resume_run_id: str | None = None) -> None:
+    def connect(self) -> None:
+        """Open the MLflow store and find (or create) the experiment; raises
+        :class:`TrackingError` before any training when either is unusable."""
+        if not self.cfg.mlflow or self._mlflow is not None:
+            return
+        client = open_client(self.tracking_uri)
+        self._experiment = ensure_experiment(client, self.tracking_uri, self.cfg.experiment)
+        self._mlflow = client
+
+    def start_mlflow(self, resume_run_id: str | None = None, dataset=None) -> None:
+        """Create the run (tags, params, the dataset as input) or, resuming, reopen it."""
         if not self.cfg.mlflow:
             return
+        self.connect()
+        client = self._mlflow
         try:
-            import mlflow
-            from mlflow.tracking import MlflowClient
+            if resume_run_id and self._reopen(resume_run_id):
+                return
+            run = retry_locked(client.create_run, self._experiment.experiment_id, tags=self.tags(),
+                               run_name=self.run_name())
+            self._run_id, self._artifact_uri = run.info.run_id, run.info.artifact_uri
+            from mlflow.entities import InputTag, Param
+            from mlflow.entities import DatasetInput
 
-            uri = self.cfg.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
-            if uri.startswith("sqlite:///"):
-                Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-            client = MlflowClient(tracking_uri=uri)
-            exp = retry_locked(client.get_experiment_by_name, self.cfg.experiment)
-            exp_id = exp.experiment_id if exp else retry_locked(client.create_experiment, self.cfg.experiment)
-            if resume_run_id:
-                self._run_id = resume_run_id
-                retry_locked(client.update_run, resume_run_id, status="RUNNING")
-            else:
-                run = retry_locked(client.create_run, exp_id, tags=self.tags(), run_name=self.run_name())
-                self._run_id = run.info.run_id
-                params = [mlflow.entities.Param(k, str(v)[:6000]) for k, v in self.cfg.hyperparameters().items()]
-                retry_locked(client.log_batch, self._run_id, params=params)
-            self._mlflow = client
+            params = [Param(k, str(v)[:6000]) for k, v in self.cfg.hyperparameters().items()]
+            retry_locked(client.log_batch, self._run_id, params=params)
+            if dataset is not None:
+                entity = dataset_entity(dataset, self.cfg)
+                retry_locked(client.log_inputs, self._run_id,
+                             [DatasetInput(entity, tags=[InputTag("mlflow.data.context", "training")])])
         except Exception as e:
-            warnings.warn(f"MLflow logging disabled for this run: {e}")
-            self._mlflow = None
+            if self._run_id:  # not left RUNNING
+                with contextlib.suppress(Exception):
+                    client.set_tag(self._run_id, "tracking_error", short_error(e))
+                    client.set_terminated(self._run_id, "FAILED")
+            raise TrackingError(f"cannot start the MLflow run in experiment {self.cfg.experiment!r} of "
+                                f"{self.tracking_uri}: {short_error(e)}") from None
+        self._start_monitor()
+
+    def _reopen(self, run_id: str) -> bool:
+        """Continue a resumed run's MLflow run; False (and a new run) when it is gone."""
+        try:
+            run = retry_locked(self._mlflow.get_run, run_id)
+        except Exception as e:
+            if "RESOURCE_DOES_NOT_EXIST" in str(e) or "not found" in str(e).lower():
+                warn(f"the MLflow run {run_id} of the checkpoint is gone; this run gets a new one")
+                return False
+            raise
+        self._run_id, self._artifact_uri = run_id, run.info.artifact_uri
+        retry_locked(self._mlflow.update_run, run_id, status="RUNNING")
+        self._start_monitor()
+        return True
+
+    def _start_monitor(self) -> None:
+        if not self.log_system_metrics:
+            return
+        try:
+            from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+            self._monitor = SystemMetricsMonitor(self._run_id, tracking_uri=self.tracking_uri)
+            self._monitor.start()
+        except Exception as e:
+            warn(f"MLflow system metrics are off for this run: {short_error(e)}")
+            self._monitor = None
 
     def run_name(self) -> str:
         c = self.cfg
-        return f"{c.dataset}-{c.model}-{c.method}-n{c.splits}-seed{c.seed}"
+        name = f"{c.dataset}-{c.model}-{c.method}-n{c.splits}-seed{c.seed}"
+        variant = c.tags.get("variant")
+        return f"{name}-{variant}" if variant else name
 
     @property
     def run_id(self) -> str | None:
         return self._run_id
 
-    def _mlflow_call(self, fn, *args, **kwargs) -> None:
-        if self._mlflow is None:
-            return
+    @property
+    def tracking_error(self) -> str | None:
+        """The first MLflow failure after the run started (None: the MLflow record is whole)."""
+        return self._error
+
+    def _mlflow_call(self, fn, *args, **kwargs) -> bool:
+        """A logging call; after the first failure the run's MLflow logging stops (one line)."""
+        if self._mlflow is None or self._run_id is None or self._error is not None:
+            return False
         try:
             retry_locked(fn, *args, **kwargs)
+            return True
         except Exception as e:
-            warnings.warn(f"MLflow call failed ({e}); the run's files are unaffected")
+            self._error = short_error(e)
+            warn(f"MLflow logging stopped ({self._error}); the run's files are unaffected, "
+                 f"and its MLflow run will be marked FAILED with tag tracking_error")
+            return False
+
+    def _log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        def log():
+            artifact_repository(self.tracking_uri, self._artifact_uri).log_artifact(str(path), artifact_path)
+        self._mlflow_call(log)
 
     # -- per epoch ----------------------------------------------------------------------
     def log_epoch(self, row: dict[str, float]) -> None:
         self.rows.append(row)
         self.write_metrics()
-        if self._mlflow is not None:
+        if self._mlflow is not None and self._run_id is not None:
             from mlflow.entities import Metric
 
             ts = int(time.time() * 1000)
@@ -188,8 +569,6 @@ class Recorder:
         if not self.rows:
             return
         cols = list(dict.fromkeys(k for r in self.rows for k in r))
-        import io
-
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=cols)
         w.writeheader()
@@ -208,21 +587,38 @@ class Recorder:
             "final": self.rows[-1] if self.rows else {},
             "wall_time_s": time.time() - self._started,
             "mlflow_run_id": self._run_id,
+            "mlflow_error": self._error,
         }
         info.update(extra or {})
         atomic_write_text(self.out / "run.json", json.dumps(info, indent=2, default=str))
         return info
 
     def finish(self, status: str, reason: str | None = None, extra: dict[str, Any] | None = None) -> dict:
-        """Write run.json (last, so its presence means the run ended) and close the MLflow run."""
+        """Write run.json (last, so its presence means the run ended) and close the MLflow run:
+        FINISHED, FAILED (failed, diverged, or its MLflow record is incomplete) or KILLED
+        (interrupted; a resumed run reopens it)."""
         self.write_metrics()
         info = self.write_run_json(status, reason, extra)
-        if self._mlflow is not None:
-            if (self.out / "metrics.csv").exists():
-                self._mlflow_call(self._mlflow.log_artifact, self._run_id, str(self.out / "metrics.csv"))
-            self._mlflow_call(self._mlflow.log_artifact, self._run_id, str(self.out / "run.json"))
-            self._mlflow_call(self._mlflow.set_tag, self._run_id, "status", status)
-            if reason:
-                self._mlflow_call(self._mlflow.set_tag, self._run_id, "failure_reason", reason[:5000])
-            self._mlflow_call(self._mlflow.set_terminated, self._run_id, "FINISHED" if status == "finished" else "FAILED")
+        if self._mlflow is None or self._run_id is None:
+            return info
+        if self._monitor is not None:
+            with contextlib.suppress(Exception):
+                self._monitor.finish()
+        for name in ("metrics.csv", "run.json", "point.yaml"):
+            if (self.out / name).exists():
+                self._log_artifact(self.out / name)
+        self._mlflow_call(self._mlflow.set_tag, self._run_id, "status", status)
+        if reason:
+            self._mlflow_call(self._mlflow.set_tag, self._run_id, "failure_reason", reason[:5000])
+        state = {"finished": "FINISHED", "interrupted": "KILLED"}.get(status, "FAILED")
+        error = self._error
+        if error is not None:  # the record is incomplete: say so, and never leave it RUNNING
+            state = "FAILED"
+            for call in ((self._mlflow.set_tag, self._run_id, "tracking_error", error[:5000]),
+                         (self._mlflow.set_terminated, self._run_id, state)):
+                with contextlib.suppress(Exception):
+                    retry_locked(*call, deadline_s=min(RETRY_SECONDS, 15))
+            return self.write_run_json(status, reason, extra)
+        if not self._mlflow_call(self._mlflow.set_terminated, self._run_id, state):
+            return self.write_run_json(status, reason, extra)  # now with mlflow_error
         return info

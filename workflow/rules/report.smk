@@ -32,3 +32,31 @@ rule figures:
         "{params.python} -m tssm.figures --summary {input.summary:q} --out-dir {params.outdir:q}"
         " --figure1-splits {params.fig1} --figure2-splits {params.fig2} {params.fig2_select}"
         " --target-acc {params.target} --reference {params.reference} > {log:q} 2>&1"
+
+
+rule mlflow_pipeline_run:
+    """One MLflow run per config, `<name> (pipeline)`: summary.csv, summary.md and every figure
+    as artifacts (tag pipeline_config=<name>, tssm.kind=pipeline)."""
+    input:
+        experiment=rules.mlflow_experiment.output.marker,
+        summary=f"{RESULTS}/summary.csv",
+        table=f"{RESULTS}/summary.md",
+        figures=FIGURE_FILES,
+        script=f"{REPO}/workflow/scripts/mlflow_pipeline_run.py",
+    output:
+        marker=f"{RESULTS}/mlflow_pipeline_run.json",
+    params:
+        py_env=PY_ENV,
+        python=PYTHON,
+        experiment=EXPERIMENT,
+        tracking_uri=TRACKING_URI,
+        config_name=NAME,
+    log:
+        f"{LOGS}/mlflow_pipeline_run.log",
+    conda:
+        ENV_FILE
+    shell:
+        "{params.py_env} {params.python} {input.script:q} --experiment {params.experiment:q}"
+        " --tracking-uri {params.tracking_uri:q} --config-name {params.config_name:q}"
+        " --summary-csv {input.summary:q} --summary-md {input.table:q} --figures {input.figures:q}"
+        " --out {output.marker:q} > {log:q} 2>&1"

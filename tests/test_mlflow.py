@@ -1,0 +1,242 @@
+"""MLflow record: a locked or missing store, an unreachable server, what a run carries,
+the pipeline-level run, artifacts that move with results/, a tracking failure mid-run."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tssm import tracking
+from tssm.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ["--dataset", "digits", "--width", "16", "--depth", "3", "--threads", "1", "--no-progress", "--checkpoint", "false"]
+
+
+def _client(uri):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def _runs(uri, experiment):
+    c = _client(uri)
+    exp = c.get_experiment_by_name(experiment)
+    return c.search_runs([exp.experiment_id])
+
+
+def _train(tmp_path, *args, experiment="t"):
+    uri = f"sqlite:///{tmp_path}/results/mlflow.db"
+    return uri, main(["train", *TINY, "--epochs", "2", "--tracking-uri", uri, "--experiment", experiment, *args])
+
+
+def test_held_lock_at_start_is_retried_and_the_run_recorded(tmp_path, capfd):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    tracking.ensure_sqlite_store(uri)
+    held = threading.Event()
+
+    def hold():
+        con = sqlite3.connect(tmp_path / "mlflow.db", isolation_level=None, check_same_thread=False)
+        con.execute("BEGIN EXCLUSIVE")
+        held.set()
+        time.sleep(2.0)
+        con.execute("COMMIT")
+        con.close()
+
+    t = threading.Thread(target=hold)
+    t.start()
+    held.wait()
+    t0 = time.monotonic()
+    code = main(["train", *TINY, "--epochs", "1", "--tracking-uri", uri, "--experiment", "locked",
+                 "--out", str(tmp_path / "run")])
+    t.join()
+    assert code == 0
+    assert time.monotonic() - t0 >= 1.5  # it did wait for the lock
+    err = capfd.readouterr().err
+    assert "SQL" not in err and "Traceback" not in err, err
+    assert len([line for line in err.splitlines() if "lock" in line.lower()]) <= 1, err
+    runs = _runs(uri, "locked")
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+
+
+def test_concurrent_first_use_creates_one_store(tmp_path):
+    """Four processes open a store that does not exist yet: one creates it, all record."""
+    uri = f"sqlite:///{tmp_path}/new/mlflow.db"
+    procs = [subprocess.Popen([sys.executable, "-m", "tssm", "train", *TINY, "--epochs", "1", "--seed", str(s),
+                               "--tracking-uri", uri, "--experiment", "race", "--out", str(tmp_path / f"r{s}")],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"}) for s in range(4)]
+    errs = [p.communicate(timeout=300)[1] for p in procs]
+    assert all(p.returncode == 0 for p in procs), errs
+    assert not any("Traceback" in e or "SQL" in e for e in errs), errs
+    assert len(_runs(uri, "race")) == 4
+    assert not list((tmp_path / "new").glob("*.creating"))
+
+
+def test_unreachable_server_is_an_error_at_start(tmp_path):
+    t0 = time.monotonic()
+    r = subprocess.run([sys.executable, "-m", "tssm", "train", *TINY, "--epochs", "1", "--tracking-uri",
+                        "http://127.0.0.1:9", "--out", str(tmp_path / "run")], capture_output=True, text=True,
+                       timeout=60)
+    assert time.monotonic() - t0 < 15
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: MLflow tracking server http://127.0.0.1:9 does not answer")
+    assert not (tmp_path / "run" / "metrics.csv").exists()  # nothing trained
+
+
+def test_empty_experiment_is_an_error_not_silence(tmp_path, capsys):
+    uri, code = _train(tmp_path, "--out", str(tmp_path / "run"), experiment="")
+    assert code == 2
+    assert "experiment must be a non-empty name" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "metrics.csv").exists()
+
+
+def test_yaml_tags_as_a_list_are_refused(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"tags": ["a", "b"]}))
+    assert main(["train", "--config", str(cfg), *TINY, "--out", str(tmp_path / "run")]) == 2
+    assert "tags must be a mapping" in capsys.readouterr().err
+
+
+def test_run_carries_source_user_git_dataset_and_variant(tmp_path):
+    out = tmp_path / "run"
+    uri, code = _train(tmp_path, "--method", "gsadmm", "--rho", "10", "--tags", "variant=rho10",
+                       "--out", str(out))
+    assert code == 0
+    [run] = _runs(uri, "t")
+    tags = run.data.tags
+    assert run.info.run_name == "digits-mlp-gsadmm-n2-seed0-rho10"
+    assert tags["mlflow.source.name"] == "tssm train" and tags["mlflow.source.type"] == "LOCAL"
+    assert tags["mlflow.user"]
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    assert tags["mlflow.source.git.commit"] == commit
+    assert "out" not in run.data.params and "tracking_uri" not in run.data.params
+    assert run.data.params["rho"] == "10.0"
+    [inp] = run.inputs.dataset_inputs
+    assert inp.dataset.name == "digits" and len(inp.dataset.digest) == 8
+    assert json.loads(inp.dataset.profile) == {"train_rows": 1437, "test_rows": 360, "input_shape": [1, 8, 8],
+                                               "num_classes": 10}
+    assert "load_digits" in inp.dataset.source
+    assert {t.key: t.value for t in inp.tags}["mlflow.data.context"] == "training"
+    exp = _client(uri).get_experiment(run.info.experiment_id)
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert "tssm-bench" in exp.tags["mlflow.note.content"]
+    assert exp.artifact_location == "mlflow-artifacts:/" + exp.experiment_id
+    m = json.loads((out / "run.json").read_text())
+    assert m["mlflow_run_id"] == run.info.run_id and m["mlflow_error"] is None
+    assert {"peak_mem_mb", "peak_rss_mb"} <= set(m["final"])
+    assert 0 < m["final"]["peak_mem_mb"] < m["final"]["peak_rss_mb"]
+
+
+def test_artifacts_survive_moving_results(tmp_path):
+    uri, code = _train(tmp_path, "--out", str(tmp_path / "results" / "run"))
+    assert code == 0
+    [run] = _runs(uri, "t")
+    shutil.move(tmp_path / "results", tmp_path / "results2")
+    new_uri = f"sqlite:///{tmp_path}/results2/mlflow.db"
+    got = tracking.download_artifacts(new_uri, run.info.run_id, "run.json", tmp_path / "dl")
+    assert json.loads(Path(got).read_text())["mlflow_run_id"] == run.info.run_id
+    # and through a tracking server of the moved store, as the UI reads them
+    port = 5311
+    server = subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", new_uri,
+                               "--artifacts-destination", str(tmp_path / "results2" / "mlartifacts"),
+                               "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
+    try:
+        import urllib.request
+
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.5)
+        from mlflow.tracking import MlflowClient
+
+        dst = tmp_path / "dl2"
+        dst.mkdir()
+        got = MlflowClient(tracking_uri=f"http://127.0.0.1:{port}").download_artifacts(run.info.run_id, "metrics.csv",
+                                                                                        str(dst))
+        assert Path(got).read_text().startswith("epoch,")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_tracking_failure_mid_run_is_marked_not_left_running(tmp_path, monkeypatch, capsys):
+    from mlflow.tracking import MlflowClient
+
+    real = MlflowClient.log_batch
+    calls = {"n": 0}
+
+    def flaky(self, run_id, metrics=(), params=(), tags=(), synchronous=None):
+        if metrics:
+            calls["n"] += 1
+            if calls["n"] >= 2:
+                raise RuntimeError("the store went away")
+        return real(self, run_id, metrics=metrics, params=params, tags=tags, synchronous=synchronous)
+
+    monkeypatch.setattr(MlflowClient, "log_batch", flaky)
+    out = tmp_path / "run"
+    uri, code = _train(tmp_path, "--out", str(out))
+    assert code == 0  # the training and its files are fine
+    monkeypatch.setattr(MlflowClient, "log_batch", real)
+    err = capsys.readouterr().err
+    assert len([line for line in err.splitlines() if "MLflow" in line]) == 1, err
+    [run] = _runs(uri, "t")
+    assert run.info.status == "FAILED"
+    assert "the store went away" in run.data.tags["tracking_error"]
+    assert run.data.tags.get("status") is None or run.data.tags["status"] == "finished"
+    info = json.loads((out / "run.json").read_text())
+    assert info["status"] == "finished" and "the store went away" in info["mlflow_error"]
+
+
+def test_pipeline_run_holds_summary_and_figures(tmp_path):
+    cfg = {
+        "name": "tiny", "experiment": "tiny-exp", "tracking_uri": "sqlite:///results/mlflow.db", "data_root": "data",
+        "run": {"width": 16, "depth": 3, "threads": 1, "checkpoint": False},
+        "experiments": [{"name": "main", "datasets": ["digits"], "model": "mlp", "methods": ["gsadmm", "adam"],
+                         "splits": [1, 2], "seeds": [0], "epochs": 2}],
+        "figures": {"figure1_splits": 2, "figure2_splits": [2]},
+    }
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(cfg))
+    bin_ = Path(sys.executable).parent
+    snakemake = [str(bin_ / "snakemake")] if (bin_ / "snakemake").exists() else [sys.executable, "-m", "snakemake"]
+    env = {**os.environ}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    r = subprocess.run([*snakemake, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
+                        "--configfile", str(tmp_path / "tiny.yaml"), "--cores", "2"],
+                       capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    marker = json.loads((tmp_path / "results" / "tiny" / "mlflow_pipeline_run.json").read_text())
+    uri = f"sqlite:///{tmp_path}/results/mlflow.db"
+    runs = _runs(uri, "tiny-exp")
+    pipeline = [r for r in runs if r.data.tags.get("tssm.kind") == "pipeline"]
+    assert len(pipeline) == 1 and len(runs) == 4  # 3 training runs + the pipeline run
+    run = pipeline[0]
+    assert run.info.run_id == marker["run_id"] and run.info.run_name == "tiny (pipeline)"
+    assert run.info.status == "FINISHED" and run.data.tags["pipeline_config"] == "tiny"
+    assert "|" in run.data.tags["mlflow.note.content"]  # summary.md as its description
+    repo = tracking.artifact_repository(uri, run.info.artifact_uri)
+    top = {f.path for f in repo.list_artifacts()}
+    assert {"summary.csv", "summary.md", "figures"} <= top
+    figs = {Path(f.path).name for f in repo.list_artifacts("figures")}
+    stems = ("figure1_train_acc", "figure2_speed", "acc_vs_splits", "time_to_target", "speedup")
+    assert figs == {f"{s}.{e}" for s in stems for e in ("png", "pdf")}
+    # training runs of the pipeline: variant-free names, artifacts, tag pipeline_config
+    train = [r for r in runs if r.data.tags.get("tssm.kind") != "pipeline"]
+    assert {r.info.run_name for r in train} == {"digits-mlp-gsadmm-n1-seed0", "digits-mlp-gsadmm-n2-seed0",
+                                                 "digits-mlp-adam-n1-seed0"}
+    assert all(r.info.status == "FINISHED" and r.data.tags["pipeline_config"] == "tiny" for r in train)
