@@ -46,8 +46,7 @@ rule mlflow_pipeline_run:
     output:
         marker=f"{RESULTS}/mlflow_pipeline_run.json",
     params:
-        py_env=PY_ENV,
-        python=PYTHON,
+        python=PYTHON_NAME,
         experiment=EXPERIMENT,
         tracking_uri=TRACKING_URI,
         config_name=NAME,
@@ -56,7 +55,7 @@ rule mlflow_pipeline_run:
     conda:
         ENV_FILE
     shell:
-        "{params.py_env} {params.python} {input.script:q} --experiment {params.experiment:q}"
+        "{params.python} {input.script:q} --experiment {params.experiment:q}"
         " --tracking-uri {params.tracking_uri:q} --config-name {params.config_name:q}"
         " --summary-csv {input.summary:q} --summary-md {input.table:q} --figures {input.figures:q}"
         " --out {output.marker:q} > {log:q} 2>&1"
