@@ -29,7 +29,7 @@ CASES = [
     (["--tau2", "inf"], "tau2 must be a positive number, got inf"),
     (["--dist-timeout", "0"], "dist_timeout must be a positive number"),
     (["--seed", "18000000000000"], "seed must be below 2**31"),
-    (["--method", "adam", "--rho", "10"], "'rho' is a setting of gsadmm, not of method 'adam'"),
+    (["--method", "adam", "--rho", "10"], "'rho' is a setting of gsadmm, dladmm, not of method 'adam'"),
 ]
 
 

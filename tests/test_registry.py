@@ -67,7 +67,7 @@ def test_settings_are_scoped_to_their_method():
     adam = RunConfig.from_dict({"method": "adam", "dataset": "digits"})
     assert adam.splits == 1  # an end-to-end method's default split level
     assert "rho" not in adam.to_dict() and "rho" not in reads("adam") and "rho" not in reads("gsam")
-    with pytest.raises(ConfigError, match="'rho' is a setting of gsadmm, not of method 'adam'"):
+    with pytest.raises(ConfigError, match="'rho' is a setting of gsadmm, dladmm, not of method 'adam'"):
         RunConfig.from_dict({"method": "adam", "rho": 10})
     base = RunConfig.from_dict({"method": "gsadmm"})
     assert base.replace(rho=10).config_hash() != base.config_hash()
