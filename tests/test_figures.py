@@ -421,7 +421,7 @@ def test_a_dladmm_run_gets_its_colour_label_and_star(twin_tree: Path):
     assert line.get_color() == figures.METHOD_COLORS["dladmm"] and line.get_label() == "dlADMM"
     star = [c for c in ax.collections if c.get_gid() == "paper:dladmm"]
     assert len(star) == 1 and float(star[0].get_offsets()[0][1]) == paper.FIGURE1_FINAL_TRAIN_ACC["mnist"]["dladmm"]
-    assert "dlADMM (n=1)" in _legend_texts(fig)
+    assert "dlADMM (layerwise)" in _legend_texts(fig)
     plt_close(fig)
 
 

@@ -505,7 +505,8 @@ def draw_figure1(summary: pd.DataFrame, curves: pd.DataFrame, splits: int = pape
         axd.grid(alpha=0.3)
     order = _methods_in(list(handles))
     hs = [handles[m] for m in order]
-    labels = [_label(m) + (" (n=1)" if m in WHOLE_NETWORK_METHODS else f" (n={splits})") for m in order]
+    labels = [_label(m) + (" (layerwise)" if m == "dladmm" else " (n=1)" if m in WHOLE_NETWORK_METHODS
+                           else f" (n={splits})") for m in order]
     if stars:
         hs.append(_star_handle())
         labels.append(hs[-1].get_label())
