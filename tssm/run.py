@@ -9,6 +9,7 @@ per-epoch work); evaluation is timed separately and never changes training state
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import math
 import os
@@ -117,12 +118,21 @@ def peak_rss_kb() -> float:
     return hwm if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # Linux: KiB
 
 
+def _release_free_heap() -> None:
+    """glibc's malloc_trim(0): return freed heap memory to the kernel; a no-op elsewhere."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 def reset_peak_memory() -> None:
     """Start counting the training's own memory here: after the data and the model are loaded,
     before the solver allocates its state (auxiliary variables, optimizer state). The kernel's
     peak-RSS mark is reset (/proc/self/clear_refs "5"), so a transient peak of loading the data
-    is not counted; where that is not possible, the lifetime peak is used."""
+    is not counted; where that is not possible, the lifetime peak is used. Free heap pages are
+    first handed back to the kernel (glibc's malloc_trim): in a long-lived process (a test run, a
+    notebook) the training would otherwise reuse memory that is already resident and count 0."""
     global _RSS_BASE_KB
+    _release_free_heap()
     with contextlib.suppress(OSError):
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
