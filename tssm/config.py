@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .presets import PRESETS
 
 #: Option groups, in the order ``tssm train --help`` lists them.
 GROUPS = ("problem", "split", "training", "method", "execution", "tracking")
@@ -131,6 +132,9 @@ class RunConfig:
     download: bool = option(True, group="problem", help="download a dataset that is not on disk")
     n_train: int | None = option(None, group="problem", minimum=1, help="first rows of the training set only (null: all)")
     n_test: int | None = option(None, group="problem", minimum=1, help="first rows of the test set only (null: all)")
+    val_fraction: float = option(0.0, group="problem",
+                                 help="share of the training rows held out as a validation split (the same rows for "
+                                      "every method and seed; never trained on); 0: none")
     model: str = option("mlp", group="problem", help="network (see README: the paper's MLP, CNN, ResNet-like)")
     width: int = option(512, group="problem", minimum=1, help="units per hidden layer (mlp, and the dense layers of cnn/resnet)")
     depth: int = option(10, group="problem", minimum=1, help="layers of the mlp (each one block)")
@@ -148,6 +152,9 @@ class RunConfig:
                                          help="balance the load of this many workers, each holding a contiguous group of subnetworks")
     # training (every method)
     method: str = option("gsadmm", group="training", help="training method")
+    preset: str | None = option(None, group="training", choices=PRESETS,
+                                help="a named set of settings under the ones given: paper (the paper's text), demo "
+                                     "(the authors' code); null: the defaults (README, 'Presets')")
     epochs: int = option(30, group="training", minimum=1, help="passes over the training set")
     batch_size: int = option(120, group="training", minimum=1, help="minibatch rows per step")
     seed: int = option(0, group="training", minimum=0, help="seed of the initial weights and the data order")
@@ -157,6 +164,9 @@ class RunConfig:
                               help="learning rate of the gradient steps (null: 1/tau1 if set, else sgd 0.01, adam 0.001)")
     # execution
     device: str = option("cpu", group="execution", help="cpu, cuda, cuda:N or auto")
+    dtype: str = option("float32", group="execution", choices=("float32", "float64"),
+                        help="precision of the weights, data and auxiliary variables (float64: a control for "
+                             "whether small updates are signal or rounding)")
     threads: int | None = option(None, group="execution", minimum=1, help="CPU threads per worker (null: cores / workers)")
     chunk_rows: int = option(8192, group="execution", minimum=1,
                              help="rows per forward pass when a whole set goes through a network (evaluation, full-data steps)")
@@ -204,6 +214,12 @@ class RunConfig:
         return self.method_class.recomputes_output(self.settings)
 
     @property
+    def torch_dtype(self):
+        import torch
+
+        return getattr(torch, self.dtype)
+
+    @property
     def w_optimizer(self) -> str:
         return self.settings.lr(self.lr, self.method_class.default_optimizer)[0]
 
@@ -224,8 +240,16 @@ class RunConfig:
 
     def config_hash(self) -> str:
         """Hash of everything that changes the numbers: the common fields and the chosen
-        method's section, nothing another method reads."""
-        return hashlib.sha256(json.dumps(self.hyperparameters(), sort_keys=True).encode()).hexdigest()[:16]
+        method's section, nothing another method reads (the preset's name is not: only the
+        values it set)."""
+        values = {k: v for k, v in self.hyperparameters().items() if k != "preset"}
+        return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
+
+    def preset_values(self) -> dict[str, Any]:
+        """Every value the preset sets for this method (what run.json records with its name)."""
+        from .presets import preset_values
+
+        return preset_values(self.preset, self.method) if self.preset is not None else {}
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -236,11 +260,14 @@ class RunConfig:
     def from_dict(cls, values: dict[str, Any], *, source: str = "config") -> "RunConfig":
         """A validated config from flat keys; each key is a common field or a setting of the
         chosen method."""
+        from .presets import apply_preset
+
         values = dict(values)
-        common = {k: values.pop(k) for k in cls.common_keys() if k in values}
-        method = common.get("method", "gsadmm")
+        method = values.get("method", "gsadmm")
         if not isinstance(method, str) or method not in method_names():
             raise ConfigError(f"unknown method {method!r}; choose one of {', '.join(method_names())}")
+        values, _ = apply_preset(values, method)
+        common = {k: values.pop(k) for k in cls.common_keys() if k in values}
         settings_cls = method_class(method).Settings
         own = {f.name for f in fields(settings_cls)}
         scoped = {k: values.pop(k) for k in list(values) if k in own}
@@ -300,6 +327,9 @@ class RunConfig:
         if getattr(self.settings, "safeguard", None) is not None and self.eval_every != 1:
             raise ConfigError(f"safeguard compares every epoch's training loss with the last one: it needs "
                               f"eval_every=1 (got {self.eval_every}); drop one of the two")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ConfigError(f"val_fraction must be in [0, 1): the share of training rows held out for validation "
+                              f"(got {self.val_fraction})")
         if self.seed >= 2**31:
             raise ConfigError(f"seed must be below 2**31, got {self.seed}")
         if self.device not in ("cpu", "cuda", "auto") and not str(self.device).startswith("cuda:"):

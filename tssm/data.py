@@ -23,6 +23,7 @@ import shutil
 import socket
 import tempfile
 import zlib
+import dataclasses
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -73,22 +74,45 @@ class Dataset:
     x_test: torch.Tensor
     y_test: torch.Tensor
     num_classes: int
+    x_val: torch.Tensor | None = None  # rows held out of the training set (see with_validation)
+    y_val: torch.Tensor | None = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:
         """``(C, H, W)`` of one example."""
         return tuple(self.x_train.shape[1:])
 
-    def to(self, device: str | torch.device) -> "Dataset":
-        """A copy with every tensor on ``device`` (tensors already there are shared)."""
-        return Dataset(
-            name=self.name,
-            x_train=self.x_train.to(device),
-            y_train=self.y_train.to(device),
-            x_test=self.x_test.to(device),
-            y_test=self.y_test.to(device),
-            num_classes=self.num_classes,
-        )
+    def to(self, device: str | torch.device, dtype: torch.dtype | None = None) -> "Dataset":
+        """A copy with every tensor on ``device`` and the inputs in ``dtype`` (None: as they
+        are); tensors already there are shared."""
+        def x(t):
+            return None if t is None else t.to(device, dtype)
+
+        def y(t):
+            return None if t is None else t.to(device)
+
+        return Dataset(name=self.name, x_train=x(self.x_train), y_train=y(self.y_train), x_test=x(self.x_test),
+                       y_test=y(self.y_test), num_classes=self.num_classes, x_val=x(self.x_val), y_val=y(self.y_val))
+
+    def with_validation(self, fraction: float) -> "Dataset":
+        """Hold out ``round(fraction * M)`` training rows as the validation split: rows drawn
+        by a fixed generator (seed 0), so every method and every run seed sees the same split
+        and settings can be selected on it without touching the test set. The remaining
+        training rows keep their order."""
+        if fraction <= 0:
+            return self
+        m = len(self.y_train)
+        k = round(fraction * m)
+        if not 0 < k < m:
+            raise ConfigError(f"val_fraction={fraction} of {m} training rows holds out {k}: choose a share that "
+                              f"leaves rows on both sides")
+        held = torch.randperm(m, generator=torch.Generator().manual_seed(0))[:k].sort().values
+        keep = torch.ones(m, dtype=torch.bool)
+        keep[held] = False
+        held = held.to(self.x_train.device)
+        keep = keep.to(self.x_train.device)
+        return dataclasses.replace(self, x_train=self.x_train[keep], y_train=self.y_train[keep],
+                                   x_val=self.x_train[held], y_val=self.y_train[held])
 
     def subset(self, n_train: int | None, n_test: int | None) -> "Dataset":
         """The first ``n_train`` training and ``n_test`` test rows (``None`` keeps all).

@@ -43,8 +43,10 @@ class Evaluation:
     per-stage contributions of those stages.
     """
 
-    def __init__(self, solver: Solver, x_test: torch.Tensor, y_test: torch.Tensor):
+    def __init__(self, solver: Solver, x_test: torch.Tensor, y_test: torch.Tensor,
+                 x_val: torch.Tensor | None = None, y_val: torch.Tensor | None = None):
         self.solver, self.x_test, self.y_test = solver, x_test, y_test
+        self.x_val, self.y_val = x_val, y_val
         self.sums: dict[str, float] = {}
         self._targets: dict[int, torch.Tensor] = {}  # each stage's W-step target on the diagnostic rows
 
@@ -57,6 +59,8 @@ class Evaluation:
     def composed(self, stage: Stage, rows, box: Mailbox) -> None:
         s = self.solver
         _composed(s, stage, box, s.x, s.y, "train", self.sums)
+        if self.x_val is not None:
+            _composed(s, stage, box, self.x_val, self.y_val, "val", self.sums)
         _composed(s, stage, box, self.x_test, self.y_test, "test", self.sums)
         self.sums[f"move_{stage.index + 1}"] = _weight_movement(stage)
         self.sums.update(s.epoch_metrics(stage))
@@ -95,15 +99,18 @@ class Evaluation:
         self.sums[f"pgrad_coupling_{l}"] = coupling.norm().item() / math.sqrt(n)
 
 
-def finalize(sums: dict[str, float], solver: Solver, n_test: int) -> dict[str, float]:
-    """Turn the added-up stage sums into the epoch's metrics."""
+def finalize(sums: dict[str, float], solver: Solver, n_test: int, n_val: int = 0) -> dict[str, float]:
+    """Turn the added-up stage sums into the epoch's metrics (val_* only with a validation split)."""
     M, cfg = solver.M, solver.cfg
     m = {
         "train_loss": sums.pop("train_loss_sum") / M,
         "train_acc": sums.pop("train_correct") / M,
-        "test_loss": sums.pop("test_loss_sum") / n_test,
-        "test_acc": sums.pop("test_correct") / n_test,
     }
+    if n_val:
+        m["val_loss"] = sums.pop("val_loss_sum") / n_val
+        m["val_acc"] = sums.pop("val_correct") / n_val
+    m["test_loss"] = sums.pop("test_loss_sum") / n_test
+    m["test_acc"] = sums.pop("test_correct") / n_test
     if "aux_loss_sum" in sums:
         omega = sum(v for k, v in sums.items() if k.startswith("omega_"))
         # The TSSM objective (Problem 2/3), with the solver's scaling: paper = averaged over M.

@@ -195,13 +195,13 @@ class DistributedExecutor(SerialExecutor):
     """The stages of this rank; messages to other ranks' stages go through torch.distributed."""
 
     def __init__(self, stages: Sequence[Stage], owner: list[int], device: torch.device, timeout_s: float = 300.0,
-                 comm_device: torch.device | None = None):
+                 comm_device: torch.device | None = None, dtype: torch.dtype = torch.float32):
         self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
         self.is_main = self.rank == 0
         self.owner = owner
         self.device = device
         self.stages = [s for s in stages if owner[s.index] == self.rank]
-        self.box = DistMailbox(owner, self.rank, device, timeout_s, comm_device)
+        self.box = DistMailbox(owner, self.rank, device, timeout_s, comm_device, dtype)
 
     def drain(self) -> None:
         self.box.flush()

@@ -53,11 +53,11 @@ class Problem:
 
 
 def build_problem(cfg: RunConfig, device: torch.device) -> Problem:
-    data = load_dataset(cfg.dataset, cfg.data_root, download=cfg.download).subset(cfg.n_train, cfg.n_test).to(device)
+    data = load_dataset(cfg.dataset, cfg.data_root, download=cfg.download).subset(cfg.n_train, cfg.n_test).with_validation(cfg.val_fraction).to(device, cfg.torch_dtype)
     model = build_model(
         cfg.model, data.input_shape, data.num_classes, width=cfg.width, depth=cfg.depth, channels=cfg.channels,
         residual_blocks=cfg.residual_blocks, init=cfg.init, seed=cfg.seed,
-    ).to(device)
+    ).to(device, cfg.torch_dtype)  # initialised in float32 from the seed, then cast: float64 starts from the same weights
     return Problem(data, model)
 
 
@@ -77,7 +77,7 @@ def build_stages(cfg: RunConfig, problem: Problem) -> list[Stage]:
     subnets = split_model(problem.model, cfg.splits, plan_cuts(cfg, problem))
     stages, shape = [], tuple(problem.data.input_shape)
     with torch.no_grad():
-        h = torch.zeros(1, *shape, device=problem.data.x_train.device)
+        h = torch.zeros(1, *shape, device=problem.data.x_train.device, dtype=problem.data.x_train.dtype)
         for i, net in enumerate(subnets):
             out = net(h)
             stages.append(Stage(i, len(subnets), net, tuple(h.shape[1:]), tuple(out.shape[1:])))
@@ -276,7 +276,8 @@ def start(cfg: RunConfig) -> Session:
     solver.check_finite = world == 1 and device.type == "cpu"
     executor: Executor
     if world > 1:
-        executor = DistributedExecutor(stages, stage_owner(len(stages), world), device, cfg.dist_timeout, comm_device)
+        executor = DistributedExecutor(stages, stage_owner(len(stages), world), device, cfg.dist_timeout, comm_device,
+                                       cfg.torch_dtype)
     else:
         executor = SerialExecutor(stages)
     for st in executor.stages:
@@ -428,10 +429,11 @@ def evaluate(solver: Solver, executor: Executor, data: Dataset, extra: dict[str,
     device = data.x_train.device
     _sync(device)
     t = time.perf_counter()
-    ev = Evaluation(solver, data.x_test, data.y_test)
+    ev = Evaluation(solver, data.x_test, data.y_test, data.x_val, data.y_val)
     executor.run(ev.phases(), torch.arange(0, device=device))
     executor.drain()
-    metrics = finalize(executor.all_sum({**ev.sums, **(extra or {})}), solver, len(data.x_test))
+    metrics = finalize(executor.all_sum({**ev.sums, **(extra or {})}), solver, len(data.x_test),
+                       0 if data.y_val is None else len(data.y_val))
     _sync(device)
     return metrics, time.perf_counter() - t
 

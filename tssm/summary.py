@@ -64,11 +64,13 @@ SUMMARY_COLUMNS = (
     "status",
     "workers",
     "layerwise",
+    "preset",
     "device",
     "epochs",
     "epochs_done",
     "final_train_acc",
     "final_test_acc",
+    "final_val_acc",
     "final_train_loss",
     "final_test_loss",
     "sec_per_epoch",
@@ -276,11 +278,13 @@ def summary_row(run: Run, target: float = 0.9, fields: Sequence[str] = ()) -> di
         "status": run.status,
         "workers": env.get("world_size"),
         "layerwise": bool(run.info.get("layerwise", False)),
+        "preset": cfg.get("preset"),
         "device": env.get("device") or cfg.get("device"),
         "epochs": cfg.get("epochs"),
         "epochs_done": epochs,
         "final_train_acc": _last(run, "train_acc"),
         "final_test_acc": _last(run, "test_acc"),
+        "final_val_acc": _last(run, "val_acc"),
         "final_train_loss": _last(run, "train_loss"),
         "final_test_loss": _last(run, "test_loss"),
         "sec_per_epoch": train_time / epochs if epochs > 0 and not math.isnan(train_time) else math.nan,
@@ -516,6 +520,86 @@ def sweep_markdown(summary: pd.DataFrame, reference: str = "adam") -> str:
             + "\n".join(lines) + "\n")
 
 
+# --------------------------------------------------------------------------- paired control
+def _control_runs(ok: pd.DataFrame, row: pd.Series, control: str, fields: Sequence[str]) -> pd.DataFrame:
+    """Finished runs of ``control`` on ``row``'s dataset/model/n, with ``row``'s value of each
+    setting the control's runs vary themselves (e.g. the same init)."""
+    c = ok[(ok["dataset"] == row["dataset"]) & (ok["model"] == row["model"]) & (ok["method"] == control)
+           & (ok["splits"] == row["splits"])]
+    for f in fields:
+        if c[f].nunique() > 1:
+            c = c[c[f] == row[f]]
+    return c
+
+
+def mean_ci(d: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
+    """(mean, half-width of the Student-t interval at ``level``, sd) of ``d``; the half-width
+    is NaN with fewer than 2 values."""
+    from scipy import stats
+
+    v = np.asarray(d, dtype=float)
+    if not len(v):
+        return math.nan, math.nan, math.nan
+    if len(v) < 2:
+        return float(v.mean()), math.nan, math.nan
+    sd = float(v.std(ddof=1))
+    return float(v.mean()), float(stats.t.ppf(0.5 + level / 2, len(v) - 1) * sd / math.sqrt(len(v))), sd
+
+
+def paired_table(summary: pd.DataFrame, control: str = SWEEP_CONTROL,
+                 metrics: Sequence[str] = ("final_test_acc", "final_val_acc", "final_train_acc")) -> pd.DataFrame:
+    """Each split method's difference to ``control`` at the same n, paired by seed (same initial
+    weights and data order): per dataset/model/method/n/variant, the number of pairs and, per
+    metric, the mean difference and the half-width of its 95% interval, in points (100 x)."""
+    fields = sweep_fields(summary)
+    s = summary.copy()
+    s["splits"] = pd.to_numeric(s["splits"], errors="coerce")
+    s["variant"] = s["variant"].where(s["variant"].map(_is_variant), "") if "variant" in s else ""
+    ok = s[s["status"] == "finished"]
+    subjects = ok[(ok["method"] != control) & (ok["splits"] > 1) & ~ok["layerwise"].astype(str).eq("True")]
+    rows = []
+    for key, g in subjects.groupby(["dataset", "model", "method", "splits", "variant"], sort=True):
+        ctrl = _control_runs(ok, g.iloc[0], control, fields).drop_duplicates("seed").set_index("seed")
+        pairs = g[g["seed"].isin(ctrl.index)].drop_duplicates("seed")
+        row = dict(zip(["dataset", "model", "method", "splits", "variant"], key), pairs=len(pairs))
+        for m in metrics:
+            d = 100 * (pd.to_numeric(pairs[m], errors="coerce").to_numpy()
+                       - pd.to_numeric(ctrl.loc[pairs["seed"], m], errors="coerce").to_numpy())
+            d = d[~np.isnan(d)]
+            mean, half, _ = mean_ci(d)
+            row[f"d_{m}"], row[f"ci_{m}"], row[f"n_{m}"] = mean, half, len(d)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def paired_markdown(summary: pd.DataFrame, control: str = SWEEP_CONTROL) -> str:
+    """:func:`paired_table` as a markdown section ('' when no split method has a control)."""
+    t = paired_table(summary, control)
+    if not len(t) or not (t["pairs"] > 0).any():
+        return ""
+    shown = [m for m in ("final_test_acc", "final_val_acc", "final_train_acc") if t[f"n_{m}"].gt(0).any()]
+
+    def cell(mean: float, half: float) -> str:
+        if mean != mean:
+            return "n/a"
+        if half != half:
+            return f"{mean:+.2f} (one pair)"
+        zero = " (contains 0)" if mean - half <= 0 <= mean + half else ""
+        return f"{mean:+.2f} [{mean - half:+.2f}, {mean + half:+.2f}]{zero}"
+
+    names = {"final_test_acc": "test", "final_val_acc": "validation", "final_train_acc": "train"}
+    head = ["dataset", "model", "method", "n", "variant", "pairs", *(f"Δ {names[m]} (pts), 95% CI" for m in shown)]
+    lines = _table(head)
+    for r in t.to_dict("records"):
+        lines.append("| " + " | ".join([str(r["dataset"]), str(r["model"]), str(r["method"]), str(int(r["splits"])),
+                                         r["variant"] or "—", str(r["pairs"]),
+                                         *(cell(r[f"d_{m}"], r[f"ci_{m}"]) for m in shown)]) + " |")
+    return (f"## Paired difference to `{control}`\n\nEach split method minus `{control}` at the same n, run by run "
+            f"over the seeds both finished (same initial weights and data order): mean difference in points "
+            f"(100 × accuracy) and its 95% Student-t interval; *contains 0* means these seeds do not show a "
+            f"difference.\n\n" + "\n".join(lines) + "\n")
+
+
 def write_summary(paths: Iterable[str | Path], csv_path: str | Path | None, md_path: str | Path | None,
                   target: float = 0.9, title: str | None = None, reference: str = "adam") -> pd.DataFrame:
     """Summarize the runs under ``paths`` into ``csv_path`` and ``md_path`` (either may be None).
@@ -536,9 +620,10 @@ def write_summary(paths: Iterable[str | Path], csv_path: str | Path | None, md_p
         counts = df["status"].value_counts().to_dict() if len(df) else {}
         line = ", ".join(f"{v} {k}" for k, v in counts.items()) or "no runs"
         sweep = sweep_markdown(df, reference)
+        paired = paired_markdown(df) if len(df) else ""
         body = (f"{head}{len(df)} runs ({line}). Mean ± std over seeds of finished runs; "
                 f"n = number of subnetworks (1 = end-to-end).\n\n" + markdown_table(df)
-                + (f"\n{sweep}" if sweep else ""))
+                + (f"\n{paired}" if paired else "") + (f"\n{sweep}" if sweep else ""))
         Path(md_path).write_text(body)
     return df
 

@@ -452,6 +452,9 @@ class Recorder:
             "seed": str(c.seed), "git_commit": self.commit,
             "config_hash": c.config_hash(), "out": str(self.out),
         })
+        if c.preset is not None:  # the preset and what it set (params hold every final value)
+            tags["preset"] = c.preset
+            tags["preset.set"] = ", ".join(f"{k}={v}" for k, v in c.preset_values().items())
         tags.update({k: str(v) for k, v in c.tags.items()})
         return tags
 
@@ -581,6 +584,7 @@ class Recorder:
             "reason": reason,
             "config": self.cfg.to_dict(),
             "config_hash": self.cfg.config_hash(),
+            "preset_values": self.cfg.preset_values(),
             "git_commit": self.commit,
             "environment": self.env,
             "epochs_done": len(self.rows),

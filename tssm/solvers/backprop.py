@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import Mailbox, Solver, Stage, WStepSettings
+from .base import TSSM_PRESETS, Mailbox, Solver, Stage, WStepSettings
 
 
 class Backprop(Solver):
@@ -19,6 +19,9 @@ class Backprop(Solver):
 
     name = "backprop"
     end_to_end = True
+    #: the paper names no baseline settings: its lr defaults (SGD 0.01, Adam 0.001) under both;
+    #: ``demo`` starts from the demo's N(0, 0.1) weights, like the split methods it is compared with
+    presets = {"paper": {"init": "kaiming"}, "demo": {"init": "demo"}}
 
     def step_phases(self):
         return [self.composed_step]
@@ -52,6 +55,7 @@ class Frozen(Backprop):
     name = "frozen"
     Settings = WStepSettings
     end_to_end = False
+    presets = TSSM_PRESETS  # the split methods' W-step and init, so it stays their control
 
     def trains(self, stage: Stage) -> bool:
         return stage.last

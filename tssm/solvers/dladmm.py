@@ -784,6 +784,8 @@ class DLADMM(Solver):
     Settings = DLADMMSettings
     end_to_end = True
     layerwise = True
+    #: the defaults are the paper's; ``demo`` is the authors' code where it differs (see the table above)
+    presets = {"paper": {}, "demo": {"zl_step": 4.0, "zl_init": "labels", "loss_safeguard": True, "init": "demo"}}
     full_batch = True
 
     @classmethod
