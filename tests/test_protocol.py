@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -162,3 +163,17 @@ def test_float64_runs_in_float64_and_n1_still_equals_adam(digits_cfg):
 def test_float64_split_run_finishes(digits_cfg):
     info = train(digits_cfg(method="gsadmm", splits=2, epochs=1, dtype="float64"), progress=False)
     assert info["status"] == "finished"
+
+
+def test_float64_control_compares_the_same_start(tmp_path):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from float64_control import compare
+
+    base = {"dataset": "digits", "n_train": 300, "method": "gsadmm", "splits": 2, "preset": "demo", "width": 16,
+            "depth": 4, "seed": 0, "threads": 1}
+    t = compare(base, 3, tmp_path)
+    assert list(t["epoch"]) == [1, 2, 3]
+    assert t.loc[0, "change_norm_f32"] == t.loc[0, "change_norm_f64"] == 0  # targets = own outputs until the first q-step
+    assert t.loc[2, "change_norm_f64"] > 0 and -1 <= t.loc[2, "cos_change"] <= 1
