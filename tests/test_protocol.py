@@ -177,3 +177,13 @@ def test_float64_control_compares_the_same_start(tmp_path):
     assert list(t["epoch"]) == [1, 2, 3]
     assert t.loc[0, "change_norm_f32"] == t.loc[0, "change_norm_f64"] == 0  # targets = own outputs until the first q-step
     assert t.loc[2, "change_norm_f64"] > 0 and -1 <= t.loc[2, "cos_change"] <= 1
+
+
+def test_the_papers_cnn_takes_fashion_mnist_at_14x14():
+    from tssm.models import build_model
+
+    m = build_model("cnn", (1, 14, 14), 10, width=32, depth=1, channels=4, residual_blocks=1, init="kaiming", seed=0)
+    assert m(torch.zeros(3, 1, 14, 14)).shape == (3, 10) and len(m) == 5
+    assert m[2][1].in_features == 4 * 4 * 4  # 14 -> 7 -> 4 (pooling rounds up)
+    with pytest.raises(ConfigError, match="at least 4x4"):
+        build_model("cnn", (1, 3, 3), 10, width=8, depth=1, channels=2, residual_blocks=1, init="kaiming", seed=0)

@@ -44,16 +44,19 @@ def mlp(input_shape: Sequence[int], num_classes: int, *, width: int = 512, depth
 
 
 def _conv_stage(c_in: int, c_out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+    # ceil_mode: an odd side keeps its last row (14 -> 7 -> 4 for Fashion-MNIST at 14x14); on even
+    # sides (CIFAR's 32 or 16) it is the plain 2x2 pool
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2, ceil_mode=True))
 
 
 def cnn(input_shape: Sequence[int], num_classes: int, *, width: int = 512, channels: int = 32) -> nn.Sequential:
     """The paper's CIFAR CNN: two [3x3 conv, ReLU, 2x2 max-pool] stages, two dense ReLU
-    layers of ``width`` units and the classifier: five blocks."""
+    layers of ``width`` units and the classifier: five blocks. Any side of at least 4 pixels
+    (pooling rounds up: Fashion-MNIST at 14x14 gives 4x4 maps)."""
     c, h, w = input_shape
-    if h % 4 or w % 4:
-        raise ConfigError(f"cnn needs image sides divisible by 4, got {h}x{w}")
-    flat = channels * (h // 4) * (w // 4)
+    if h < 4 or w < 4:
+        raise ConfigError(f"cnn needs images of at least 4x4 pixels (two 2x2 pools), got {h}x{w}")
+    flat = channels * math.ceil(math.ceil(h / 2) / 2) * math.ceil(math.ceil(w / 2) / 2)
     return nn.Sequential(
         _conv_stage(c, channels),
         _conv_stage(channels, channels),
