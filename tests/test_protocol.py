@@ -15,7 +15,7 @@ from tssm import summary
 from tssm.config import RunConfig, setting_owners
 from tssm.data import Dataset
 from tssm.errors import ConfigError
-from tssm.presets import PRESETS, preset_values
+from tssm.presets import DECLARED, preset_values
 from tssm.run import train
 from tssm.solvers import SOLVERS
 
@@ -55,14 +55,14 @@ def test_given_keys_override_the_preset_and_each_method_takes_what_it_reads():
 def test_every_preset_key_is_a_setting_and_every_method_knows_every_preset():
     settable = set(setting_owners())
     for name, cls in SOLVERS.items():
-        assert set(cls.presets) == set(PRESETS), name
+        assert set(cls.presets) == set(DECLARED), name
         for preset, values in cls.presets.items():
             assert set(values) <= settable, f"{name}/{preset}: {set(values) - settable}"
             RunConfig.from_dict({"method": name, "preset": preset})  # valid for the method
 
 
 def test_unknown_preset_is_refused_with_the_choices():
-    with pytest.raises(ConfigError, match="unknown preset 'papr'; choose one of paper, demo"):
+    with pytest.raises(ConfigError, match="unknown preset 'papr'; choose one of paper, demo, tuned"):
         RunConfig.from_dict({"method": "gsadmm", "preset": "papr"})
     with pytest.raises(ConfigError, match="preset"):
         RunConfig.from_dict({"method": "gsadmm", "preset": 3})
@@ -187,3 +187,57 @@ def test_the_papers_cnn_takes_fashion_mnist_at_14x14():
     assert m[2][1].in_features == 4 * 4 * 4  # 14 -> 7 -> 4 (pooling rounds up)
     with pytest.raises(ConfigError, match="at least 4x4"):
         build_model("cnn", (1, 3, 3), 10, width=8, depth=1, channels=2, residual_blocks=1, init="kaiming", seed=0)
+
+
+# ----------------------------------------------------------------------------- tuning
+SPACE = {"lr": [0.0003, 0.001, 0.003, 0.01], "rho": [1.0, 10.0], "tau2": [1.0, 100.0],
+         "dladmm": {"rho": [1e-6, 1e-4, 1e-2, 1.0]}}
+
+
+def _reads(method):
+    from tssm.config import reads
+
+    return reads(method)
+
+
+def test_every_method_gets_the_same_number_of_trials_from_its_space():
+    from tssm.tuning import plan_trials
+
+    plans = {m: plan_trials(SPACE, m, _reads(m), 4, seed=0) for m in ("adam", "sgd", "frozen", "gsam", "gsadmm", "dladmm")}
+    assert {m: len(p) for m, p in plans.items()} == dict.fromkeys(plans, 4)
+    assert all(set(p) == {"lr"} for p in plans["adam"]) and sorted(p["lr"] for p in plans["adam"]) == SPACE["lr"]
+    assert all(set(p) == {"lr", "rho", "tau2"} for p in plans["gsadmm"])
+    assert len({tuple(sorted(p.items())) for p in plans["gsadmm"]}) == 4  # distinct
+    assert {p["rho"] for p in plans["dladmm"]} == set(SPACE["dladmm"]["rho"])  # its own rho values
+    assert plan_trials(SPACE, "gsadmm", _reads("gsadmm"), 4, seed=0) == plans["gsadmm"]  # the same draw
+    with pytest.raises(ConfigError, match="adam has 4 candidate settings .* every method gets 5 trials"):
+        plan_trials(SPACE, "adam", _reads("adam"), 5, seed=0)
+    with pytest.raises(ConfigError, match="tuning.space.adam names rho, which adam does not read"):
+        plan_trials({**SPACE, "adam": {"rho": [1.0]}}, "adam", _reads("adam"), 1, seed=0)
+
+
+def test_selection_is_on_validation_accuracy_and_skips_failed_trials():
+    from tssm.tuning import select
+
+    base = {"dataset": "d", "model": "mlp", "method": "gsadmm", "splits": 2}
+    rows = [{**base, "variant": "trial-0", "status": "finished", "final_val_acc": 0.70, "final_test_acc": 0.99, "rho": 1.0},
+            {**base, "variant": "trial-1", "status": "finished", "final_val_acc": 0.80, "final_test_acc": 0.10, "rho": 10.0},
+            {**base, "variant": "trial-2", "status": "diverged", "final_val_acc": 0.95, "final_test_acc": 0.5, "rho": 100.0}]
+    [best] = select(rows, {"trial-0": ["rho"], "trial-1": ["rho"], "trial-2": ["rho"]})
+    assert best["trial"] == "trial-1" and best["settings"] == {"rho": 10.0} and best["trials"] == 3
+    with pytest.raises(ConfigError, match="no trial finished for d/mlp/gsadmm/2"):
+        select(rows[2:], {"trial-2": ["rho"]})
+
+
+def test_preset_tuned_reads_the_selection(tmp_path):
+    from tssm.tuning import write_selection
+
+    path = tmp_path / "tuned.yaml"
+    write_selection([{"dataset": "digits", "model": "mlp", "method": "gsadmm", "splits": 2, "trial": "trial-1",
+                      "score": 0.8, "settings": {"rho": 10.0, "lr": 0.003}, "trials": 4}], path)
+    cfg = RunConfig.from_dict({"method": "gsadmm", "splits": 2, "preset": "tuned", "tuned_file": str(path)})
+    assert cfg.rho == 10.0 and cfg.lr == 0.003 and cfg.preset_values() == {"rho": 10.0, "lr": 0.003}
+    with pytest.raises(ConfigError, match="holds no tuned settings for digits/mlp/gsadmm/n3"):
+        RunConfig.from_dict({"method": "gsadmm", "splits": 3, "preset": "tuned", "tuned_file": str(path)})
+    with pytest.raises(ConfigError, match="does not exist; run the pipeline's tuning first"):
+        RunConfig.from_dict({"method": "gsadmm", "preset": "tuned", "tuned_file": str(tmp_path / "none.yaml")})

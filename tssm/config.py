@@ -119,7 +119,8 @@ class MethodSettings:
 DEFAULT_LR = {"sgd": 0.01, "adam": 0.001}
 
 #: Fields of RunConfig that do not change the numbers (where a run goes, how it is recorded).
-RECORDING = ("data_root", "download", "threads", "out", "tracking_uri", "experiment", "mlflow", "checkpoint", "tags")
+RECORDING = ("data_root", "download", "threads", "out", "tracking_uri", "experiment", "mlflow", "checkpoint", "tags",
+             "tuned_file")
 
 
 @dataclass
@@ -154,7 +155,10 @@ class RunConfig:
     method: str = option("gsadmm", group="training", help="training method")
     preset: str | None = option(None, group="training", choices=PRESETS,
                                 help="a named set of settings under the ones given: paper (the paper's text), demo "
-                                     "(the authors' code); null: the defaults (README, 'Presets')")
+                                     "(the authors' code), tuned (the tuning's selection, from tuned_file); null: the "
+                                     "defaults (README, 'Presets')")
+    tuned_file: str | None = option(None, group="training",
+                                    help="the tuning's selection that preset 'tuned' reads (null: results/tuned.yaml)")
     epochs: int = option(30, group="training", minimum=1, help="passes over the training set")
     batch_size: int = option(120, group="training", minimum=1, help="minibatch rows per step")
     seed: int = option(0, group="training", minimum=0, help="seed of the initial weights and the data order")
@@ -249,7 +253,7 @@ class RunConfig:
         """Every value the preset sets for this method (what run.json records with its name)."""
         from .presets import preset_values
 
-        return preset_values(self.preset, self.method) if self.preset is not None else {}
+        return preset_values(self.preset, self.method, self.to_dict()) if self.preset is not None else {}
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -316,6 +320,9 @@ class RunConfig:
                               f"got {type(self.settings).__name__}")
         self.settings.validate()
         self.method_class.check(self)
+        for key in self.method_class.ignores:
+            if getattr(self, key) != RunConfig.__dataclass_fields__[key].default:
+                raise ConfigError(f"method {self.method!r} does not read {key} (got {getattr(self, key)!r}); leave it out")
         if self.method_class.layerwise and self.splits != 1:
             raise ConfigError(f"method {self.method!r} splits the network at every layer by construction: the split "
                               f"level does not apply; use splits=1 or leave it out (got splits={self.splits})")
@@ -384,8 +391,9 @@ def setting_owners() -> dict[str, tuple[type, Any]]:
 
 
 def reads(method: str) -> set[str]:
-    """The keys a run of ``method`` reads: the common fields and its own settings."""
-    return set(RunConfig.common_keys()) | {f.name for f in fields(method_class(method).Settings)}
+    """The keys a run of ``method`` reads: the common fields it does not ignore and its own settings."""
+    cls = method_class(method)
+    return (set(RunConfig.common_keys()) - set(cls.ignores)) | {f.name for f in fields(cls.Settings)}
 
 
 def json_schema_of(owner: type, f: Any) -> dict[str, Any]:

@@ -1,6 +1,8 @@
 """Named sets of settings (``--preset paper``, ``preset: demo``): which values a preset sets
-for a method. Each method declares its presets (``Solver.presets``); this module resolves a
-name for one method and says what it set, so run.json and MLflow can record it.
+for a method. Each method declares ``paper`` and ``demo`` (``Solver.presets``); ``tuned`` is
+what the tuning protocol selected for the grid point (:mod:`tssm.tuning`, read from
+``tuned_file``). This module resolves a name for one run and says what it set, so run.json
+and MLflow can record it.
 
 Order of precedence: the method's defaults < the preset < keys given in the config or on the
 command line. ``preset: null`` (the default) keeps the defaults of ``tssm train``, which are
@@ -13,18 +15,31 @@ from typing import Any
 
 from .errors import ConfigError
 
-#: Every preset name a method may declare (a method without one keeps its defaults under it).
-PRESETS = ("paper", "demo")
+#: Presets every method declares itself.
+DECLARED = ("paper", "demo")
+#: Every preset name.
+PRESETS = (*DECLARED, "tuned")
+#: Where ``preset: tuned`` reads the selection when ``tuned_file`` is not given.
+DEFAULT_TUNED_FILE = "results/tuned.yaml"
 
 
-def preset_values(name: str, method: str) -> dict[str, Any]:
-    """The keys preset ``name`` sets for ``method`` (only keys the method reads)."""
+def preset_values(name: str, method: str, point: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The keys preset ``name`` sets for ``method`` (only keys the method reads); ``point``
+    (the run's flat keys) places a ``tuned`` run: its dataset, model, splits, tuned_file."""
     from .config import method_class, reads
 
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)} (or leave it out for "
                           f"the defaults)")
-    declared = method_class(method).presets.get(name, {})
+    if name == "tuned":
+        from .tuning import tuned_values
+
+        p = point or {}
+        splits = p.get("splits") or (1 if method_class(method).end_to_end else 2)
+        declared = tuned_values(p.get("tuned_file") or DEFAULT_TUNED_FILE, p.get("dataset", "digits"),
+                                p.get("model", "mlp"), method, splits)
+    else:
+        declared = method_class(method).presets.get(name, {})
     own = reads(method)
     return {k: v for k, v in declared.items() if k in own}
 
@@ -37,5 +52,5 @@ def apply_preset(values: dict[str, Any], method: str) -> tuple[dict[str, Any], d
         return values, {}
     if not isinstance(name, str):
         raise ConfigError(f"preset must be a name ({', '.join(PRESETS)}), got {name!r}")
-    chosen = {k: v for k, v in preset_values(name, method).items() if k not in values}
+    chosen = {k: v for k, v in preset_values(name, method, values).items() if k not in values}
     return {**chosen, **values}, chosen

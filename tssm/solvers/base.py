@@ -164,6 +164,8 @@ class Solver:
     #: ``Settings``; keys the method does not read are dropped (see tssm.presets). Empty: the
     #: method's defaults are that preset.
     presets: dict[str, dict] = {"paper": {}, "demo": {}}
+    #: common settings that mean nothing to this method (refused if given; never tuned)
+    ignores: tuple[str, ...] = ()
 
     def __init__(self, cfg: RunConfig, x_train: torch.Tensor, y_train: torch.Tensor):
         self.cfg = cfg

@@ -786,6 +786,7 @@ class DLADMM(Solver):
     layerwise = True
     #: the defaults are the paper's; ``demo`` is the authors' code where it differs (see the table above)
     presets = {"paper": {}, "demo": {"zl_step": 4.0, "zl_init": "labels", "loss_safeguard": True, "init": "demo"}}
+    ignores = ("lr", "batch_size", "optimizer_impl")  # no gradient steps, no minibatches
     full_batch = True
 
     @classmethod
