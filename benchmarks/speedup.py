@@ -68,7 +68,7 @@ CSV_COLUMNS = [
     "method", "mode", "n", "ranks", "threads_per_rank", "cores_used", "sec_per_epoch", "sec_first_epoch",
     "epoch_times", "timing", "wait_s_per_rank", "epochs", "dataset", "model", "batch", "n_train", "schedule", "q_forward",
     "cuts", "balance", "blocks", "optimizer_impl", "final_train_acc",
-    "final_test_acc", "status", "reason", "wall_s", "load_before", "load_after", "machine", "cpu_count",
+    "final_test_acc", "target_train_acc", "time_to_target_s", "epoch_to_target", "status", "reason", "wall_s", "load_before", "load_after", "machine", "cpu_count",
     "torch", "device", "gpu", "run_dir", "command",
 ]
 
@@ -161,7 +161,7 @@ def command(cfg: Config, args, run_dir: Path) -> list[str]:
     (:func:`tssm.layout.launch_command`, as the pipeline starts runs), or the GPipe module."""
     common = ["--dataset", args.dataset, "--epochs", str(args.epochs), "--batch-size", str(args.batch),
               "--threads", str(cfg.threads_per_rank), "--device", args.device, "--out", str(run_dir),
-              "--balance", args.balance, "--optimizer-impl", args.optimizer_impl]
+              "--balance", args.balance, "--optimizer-impl", args.optimizer_impl, "--data-root", args.data_root]
     if args.n_train:
         common += ["--n-train", str(args.n_train)]
     if args.n_test:
@@ -175,10 +175,12 @@ def command(cfg: Config, args, run_dir: Path) -> list[str]:
         return [*shlex.split(launch_command(sys.executable, cfg.ranks, module=PIPELINE_MODULE)), *common,
                 "--model", args.model, "--splits", str(cfg.n), "--microbatches", str(args.microbatches),
                 "--optimizer", "adam", "--eval", "test"]
-    # serial and backprop runs have one rank: plain `python -m tssm`
+    # serial and backprop runs have one rank: plain `python -m tssm`; the TSSM settings only for TSSM
+    # (tssm train refuses a method's setting given to another method)
+    tssm_only = ["--schedule", args.schedule, "--q-forward", args.q_forward] if cfg.mode != "backprop" else []
     return [*shlex.split(launch_command(sys.executable, cfg.ranks)), "train", *common, "--model", args.model,
-            "--method", cfg.method, "--splits", str(cfg.n), "--schedule", args.schedule, "--q-forward",
-            args.q_forward, "--seed", "0", "--mlflow", "false", "--checkpoint", "false", "--no-progress"]
+            "--method", cfg.method, "--splits", str(cfg.n), *tssm_only, "--seed", "0", "--mlflow", "false",
+            "--checkpoint", "false", "--no-progress"]
 
 
 def cuts_for(cfg: Config, args) -> list[int]:
@@ -234,7 +236,7 @@ def run_one(cfg: Config, args, env_info: dict, out: Path) -> dict:
     if args.reuse and (run_dir / "run.json").exists():
         run = load_run(run_dir)
         if run.status == "finished" and run.metrics is not None:
-            return {**row, **collect(run_dir), "status": "finished", "reason": "reused",
+            return {**row, **collect(run_dir, args.target_acc), "status": "finished", "reason": "reused",
                     "wall_s": run.info.get("wall_time_s", "")}
     if run_dir.exists():
         shutil.rmtree(run_dir)
@@ -254,21 +256,24 @@ def run_one(cfg: Config, args, env_info: dict, out: Path) -> dict:
     if rc != 0 or not (run_dir / "metrics.csv").exists():
         tail = [ln for ln in log.strip().splitlines() if ln.strip() and not ln.startswith("W1")][-3:]
         return {**row, "status": "failed", "reason": f"exit {rc}: " + " | ".join(tail)[-600:]}
-    return {**row, **collect(run_dir), "status": "finished", "reason": ""}
+    return {**row, **collect(run_dir, args.target_acc), "status": "finished", "reason": ""}
 
 
-def collect(run_dir: Path) -> dict:
-    """The timing and accuracy columns of one finished run, read with :mod:`tssm.summary`."""
+def collect(run_dir: Path, target: float) -> dict:
+    """The timing and accuracy columns of one finished run, read with :mod:`tssm.summary`
+    (time to ``target`` training accuracy on the run's own training clock, as the pipeline's)."""
     run = load_run(run_dir)
     times, waits = epoch_timings(run.metrics)
     sec, how = per_epoch(times)
-    final = summarize([run]).iloc[0]  # last finite value of each curve among the training epochs
+    final = summarize([run], target).iloc[0]  # last value of each curve; time to target from the curve
     return {
         "blocks": "|".join(map(str, run.info.get("splits_blocks") or [])),
         "sec_per_epoch": round(sec, 4), "sec_first_epoch": round(times[0], 4), "timing": how,
         "wait_s_per_rank": " ".join(f"{w:.3f}" for w in waits),
         "epoch_times": " ".join(f"{t:.3f}" for t in times),
         "final_train_acc": _num(final["final_train_acc"]), "final_test_acc": _num(final["final_test_acc"]),
+        "target_train_acc": target, "time_to_target_s": _num(final["time_to_target_s"]),
+        "epoch_to_target": _num(final["epoch_to_target"]),
     }
 
 
@@ -359,13 +364,17 @@ def print_table(rows: list[dict], cores: int) -> None:
     t = Table(title=f"Seconds per epoch: {first['dataset']} / {first['model']}, batch {first['batch']}, "
                     f"{first['epochs']} epochs, n_train {first['n_train'] or 'all'} on {first['device']} "
                     f"({first['machine']}, {first['cpu_count']} cores)")
-    for col in ("configuration", "sec/epoch", "1st epoch", "waiting s/rank", "test acc", "load", "status"):
+    target = next((r.get("target_train_acc") for r in ok if r.get("target_train_acc") not in (None, "")), "?")
+    for col in ("configuration", "sec/epoch", "1st epoch", "waiting s/rank", f"s to train acc {target}",
+                "train acc", "test acc", "load", "status"):
         t.add_column(col, justify="left" if col in ("configuration", "status") else "right")
     for r in rows:
         sec = f"{r['sec_per_epoch']:.3f}" if r.get("sec_per_epoch") else "-"
         status = r["status"] if r["status"] == "finished" else f"{r['status']}: {str(r.get('reason', ''))[:70]}"
-        t.add_row(_label(r), sec, _fmt(r.get("sec_first_epoch")), r.get("wait_s_per_rank") or "-",
-                  str(r.get("final_test_acc", "") or "-"), f"{r.get('load_before', '')}/{r.get('load_after', '')}", status)
+        hit = _fmt(r.get("time_to_target_s"))
+        hit = f"{hit} (epoch {int(float(r['epoch_to_target']))})" if hit != "-" else "not reached"
+        t.add_row(_label(r), sec, _fmt(r.get("sec_first_epoch")), r.get("wait_s_per_rank") or "-", hit,
+                  str(r.get("final_train_acc", "") or "-"), str(r.get("final_test_acc", "") or "-"), f"{r.get('load_before', '')}/{r.get('load_after', '')}", status)
     console.print(t)
 
     def f(x):
@@ -450,6 +459,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=2, help="epochs a run (>= 3: the first is left out of the timing)")
     p.add_argument("--n-train", type=int, default=None, help="first K training rows only (quick runs)")
     p.add_argument("--n-test", type=int, default=None)
+    p.add_argument("--data-root", default="data", help="dataset folder of every run (tssm train --data-root)")
+    p.add_argument("--target-acc", type=float, default=0.8,
+                   help="training accuracy of the time-to-target column (training clock, first epoch reaching it)")
     p.add_argument("--batch", type=int, default=120)
     p.add_argument("--schedule", default="batch", choices=("batch", "epoch"), help="TSSM p/q/u schedule")
     p.add_argument("--q-forward", default="fresh", choices=("fresh", "reuse"),

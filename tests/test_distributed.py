@@ -1,6 +1,7 @@
 """The distributed executor (torchrun, gloo on CPU) gives the serial solver's numbers, and a
 lost rank ends the others with a clear error instead of a hang."""
 
+import json
 import os
 import shutil
 import signal
@@ -137,3 +138,44 @@ def test_ranks_started_with_different_settings_all_stop(flag, values, tmp_path):
     assert f"different settings: {field} (rank 0: " in p.stderr, p.stderr[-2000:]
     assert time.time() - t0 < 60
     assert not (tmp_path / "r" / "run.json").exists()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_nodes_of_one_rank_on_loopback_choose_gloo_on_cpu(tmp_path):
+    """Two `torchrun --nnodes 2 --nproc-per-node 1` processes meet through the c10d rendezvous on
+    127.0.0.1, as two single-rank nodes would: each node has one local rank (LOCAL_WORLD_SIZE 1),
+    the run records the backend it chose (gloo through the CPU: no GPU here), and it trains to
+    the serial run's numbers."""
+    opts = ARGS + ["--method", "gsadmm", "--splits", "2"]
+    port = _free_port()
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
+                               "--node-rank", str(node), "--rdzv-backend", "c10d", "--rdzv-id", "two-nodes",
+                               "--rdzv-endpoint", f"127.0.0.1:{port}", "-m", "tssm", "train", *opts,
+                               "--out", str(tmp_path / "dist")],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+             for node in (0, 1)]
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err[-3000:]
+    info = json.loads((tmp_path / "dist" / "run.json").read_text())
+    assert info["status"] == "finished"
+    assert {k: info["environment"][k] for k in ("world_size", "local_world_size", "backend", "comm_device", "device")} \
+        == {"world_size": 2, "local_world_size": 1, "backend": "gloo", "comm_device": "cpu", "device": "cpu"}
+    serial = RunConfig.from_dict(dict(dataset="digits", width=64, depth=6, epochs=2, mlflow=False, checkpoint=False,
+                                      threads=1, method="gsadmm", splits=2, out=str(tmp_path / "serial")))
+    train(serial, progress=False)
+    s = pd.read_csv(tmp_path / "serial" / "metrics.csv")
+    d = pd.read_csv(tmp_path / "dist" / "metrics.csv")
+    cols = [c for c in COLS if c in s]
+    assert len(s) == len(d) == 3
+    rel = ((s[cols] - d[cols]).abs() / s[cols].abs().clip(lower=1e-8)).max().max()
+    assert rel < 1e-5, (s[cols] - d[cols]).abs().max()
+    assert "backend" not in json.loads((tmp_path / "serial" / "run.json").read_text())["environment"]

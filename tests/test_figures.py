@@ -32,16 +32,21 @@ def _curve(final: float, epochs: int = EPOCHS, seed: int = 0) -> np.ndarray:
 
 def write_run(root: Path, dataset: str, model: str, method: str, n: int, seed: int, *, final: float = 0.9,
               status: str = "finished", sec: float = 0.5, columns: list[str] | None = None,
-              epoch0: bool = True, world_size: int = 1, variant: dict | None = None) -> Path:
+              epoch0: bool = True, world_size: int = 1, variant: dict | None = None, cores: int | None = None,
+              threads: int = 1) -> Path:
     """One synthetic run directory; ``columns`` restricts metrics.csv to those columns;
     ``variant`` ({field: value}) makes it one setting of a sweep, in its variant folder and
-    tagged as the pipeline tags it."""
+    tagged as the pipeline tags it; ``cores`` makes it a run of an equal-resources budget (its
+    folder cores<C>/ and tag), with ``world_size`` ranks x ``threads`` threads."""
     d = root / "runs" / dataset / model / method / f"n{n}" / f"seed{seed}"
     tags = {}
+    if cores:
+        d = d / f"cores{cores}"
+        tags["cores"] = str(cores)
     if variant:
         name = "-".join(f"{k}_{v}" for k, v in sorted(variant.items()))
         d = d / name
-        tags = {"variant": name, **{f"variant.{k}": str(v) for k, v in variant.items()}}
+        tags.update({"variant": name, **{f"variant.{k}": str(v) for k, v in variant.items()}})
     d.mkdir(parents=True, exist_ok=True)
     acc = _curve(final, seed=seed + n)
     rows = []
@@ -64,7 +69,7 @@ def write_run(root: Path, dataset: str, model: str, method: str, n: int, seed: i
            "device": "cpu", "rho": 1.0, "init": "kaiming", **(variant or {}), "tags": tags}
     info = {"status": status, "reason": "run diverged at epoch 3: train_loss is nan" if status == "diverged" else None,
             "config": cfg, "config_hash": "abc", "git_commit": "deadbeef",
-            "environment": {"world_size": world_size, "device": "cpu"},
+            "environment": {"world_size": world_size, "threads_per_rank": threads, "device": "cpu"},
             "epochs_done": len(rows), "final": rows[-1], "wall_time_s": 3.0, "mlflow_run_id": None}
     (d / "run.json").write_text(json.dumps(info))
     return d
@@ -429,15 +434,18 @@ def test_figure2_accuracy_has_a_panel_per_split_level_with_every_method_visible(
     data = figures.from_runs(load_runs([tree]))
     fig, _ = figures.draw_figure2(data.summary, data.curves, splits=(2, 3))
     panels = [ax for ax in fig.axes if ax.get_title().startswith("(b)")]
-    assert [ax.get_title() for ax in panels] == ["(b) training accuracy, n = 2", "(b) training accuracy, n = 3"]
+    assert [ax.get_title() for ax in panels] == [f"(b) training accuracy, n = {n}\nsplit methods: 1 rank × 1 thread"
+                                                 for n in (2, 3)]
     for ax in panels:
         lines = _curve_lines(ax)
         assert {"sgd", "adam", "gsadmm", "gsam", "frozen"} <= set(lines)
         assert len({(l.get_linestyle(), l.get_marker()) for l in lines.values()}) == len(lines)
     texts = _legend_texts(fig)
-    assert "gsADMM" in texts and "frozen (control)" in texts
+    assert "gsADMM (1 rank × 1 thread)" in texts and "frozen (control) (1 rank × 1 thread)" in texts
+    assert "Adam (n=1, 1 rank × 1 thread)" in texts
     bars = [ax for ax in fig.axes if ax.get_title().startswith("(a)")][0]
-    assert "gsADMM" in [t.get_text() for t in bars.get_legend().get_texts()]
+    assert "gsADMM (1 rank × 1 thread)" in [t.get_text() for t in bars.get_legend().get_texts()]
+    assert "1 rank × 1 thread per run (cpu)" in bars.get_title()
     plt_close(fig)
 
 
@@ -445,3 +453,92 @@ def plt_close(fig) -> None:
     import matplotlib.pyplot as plt
 
     plt.close(fig)
+
+
+# --------------------------------------------------------------------------- equal resources (cores)
+SERIAL_SEC, PARALLEL_SEC = {"adam": 0.4, "gsadmm": 0.6}, {"adam": 0.25, "gsadmm": 0.15}
+
+
+@pytest.fixture()
+def budget_tree(tmp_path: Path) -> Path:
+    """What the default config leaves: serial runs (1 rank x 1 thread) at n = 1, 2, 3, and the
+    same points on a budget of 2 cores (cores2/: split methods 2 ranks x 1 thread, adam 1 x 2),
+    with other clocks (and, unlike real runs, another gsadmm accuracy), so that a figure shows
+    which runs it read."""
+    root = tmp_path / "results" / "budget"
+    for seed in (0, 1):
+        write_run(root, "digits", "mlp", "adam", 1, seed, final=0.99, sec=SERIAL_SEC["adam"])
+        write_run(root, "digits", "mlp", "adam", 1, seed, final=0.99, sec=PARALLEL_SEC["adam"], cores=2, threads=2)
+        for n in (2, 3):
+            write_run(root, "digits", "mlp", "gsadmm", n, seed, final=0.95, sec=SERIAL_SEC["gsadmm"])
+            write_run(root, "digits", "mlp", "frozen", n, seed, final=0.7, sec=SERIAL_SEC["gsadmm"])
+        for m in ("gsadmm", "frozen"):
+            write_run(root, "digits", "mlp", m, 2, seed, final=0.85 if m == "gsadmm" else 0.7, sec=PARALLEL_SEC["gsadmm"],
+                      cores=2, world_size=2)
+    return root
+
+
+def test_budget_runs_have_their_axis_and_resources_in_the_summary(budget_tree: Path):
+    df = summarize(load_runs([budget_tree]))
+    par = df[df["cores"] == 2]
+    assert len(par) == 2 * 3 and len(df) == 2 * 2 + 2 * 2 * 2 + 2 * 2
+    assert set(zip(par["method"], par["workers"], par["threads"])) == {("adam", 1, 2), ("gsadmm", 2, 1),
+                                                                        ("frozen", 2, 1)}
+    assert par["run_dir"].str.endswith("/cores2").all() and df.loc[df["cores"].isna(), "workers"].eq(1).all()
+    md = markdown_table(df)
+    assert "| digits | mlp | gsadmm | 2 | 2 | 2 ranks × 1 thread | 2/2 finished |" in md
+    assert "| digits | mlp | adam | 1 | 2 | 1 rank × 2 threads |" in md and "| digits | mlp | adam | 1 | — | 1 rank × 1 thread |" in md
+
+
+def test_figure2_draws_the_equal_resources_runs_and_says_so(budget_tree: Path):
+    data = figures.from_runs(load_runs([budget_tree]))
+    fig, _ = figures.draw_figure2(data.summary, data.curves, splits=(2, 3))
+    ax = [a for a in fig.axes if a.get_title().startswith("(a)")][0]
+    heights = sorted(round(b.get_height(), 6) for b in ax.patches if b.get_height() == b.get_height() and b.get_height())
+    assert heights == sorted([PARALLEL_SEC["adam"], PARALLEL_SEC["gsadmm"], PARALLEL_SEC["gsadmm"]])  # no serial bar
+    assert "equal resources: 2 cores per run (cpu)" in ax.get_title()
+    on_bars = sorted(t.get_text() for t in ax.texts if t.get_text())
+    assert on_bars == ["1×2", "2×1", "2×1"]
+    texts = _legend_texts(fig)
+    assert "Adam (n=1, 1 rank × 2 threads)" in texts and "gsADMM (2 ranks × 1 thread)" in texts
+    panels = [a for a in fig.axes if a.get_title().startswith("(b)")]
+    assert [a.get_title() for a in panels] == ["(b) training accuracy, n = 2\nsplit methods: 2 ranks × 1 thread"]
+    assert "equal resources: 2 cores per run" in fig._suptitle.get_text()
+    # each curve is the mean over the budget's runs only (2 seeds, not 4)
+    assert set(data.curves.loc[figures.runs_on_budget(data.curves, True).index, "cores"]) == {2}
+    plt_close(fig)
+
+
+def test_speedup_and_time_to_target_read_the_equal_resources_runs(budget_tree: Path):
+    data = figures.from_runs(load_runs([budget_tree]), target=0.5)
+    fig, _ = figures.draw_speedup(data.summary)
+    ax = fig.axes[0]
+    lines = {l.get_gid(): l for l in ax.get_lines() if l.get_gid()}
+    assert list(lines["gsadmm"].get_ydata()) == pytest.approx([PARALLEL_SEC["adam"] / PARALLEL_SEC["gsadmm"]])
+    assert "gsADMM (2 ranks × 1 thread)" in [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "equal resources: 2 cores per run" in ax.get_title() and "0.25 s/epoch" in ax.get_title()
+    plt_close(fig)
+    fig, _ = figures.draw_time_to_target(data.summary, 0.5)
+    ax = fig.axes[0]
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "Adam (1 rank × 2 threads)" in texts and "frozen (control) (2 ranks × 1 thread)" in texts
+    hit = data.summary[(data.summary["cores"] == 2) & (data.summary["method"] == "adam")]["time_to_target_s"].mean()
+    lines = {l.get_gid(): l for l in ax.get_lines() if l.get_gid()}
+    assert list(lines["adam"].get_ydata()) == pytest.approx([hit])
+    assert "equal resources: 2 cores per run" in fig._suptitle.get_text()
+    plt_close(fig)
+
+
+def test_accuracy_figures_keep_the_plain_runs(budget_tree: Path):
+    data = figures.from_runs(load_runs([budget_tree]))
+    plain = figures.runs_on_budget(data.summary, timed=False)
+    assert plain["cores"].isna().all() and len(plain) == 2 * 5
+    fig, _ = figures.draw_figure1(data.summary, data.curves, splits=2)
+    last = _curve_lines(fig.axes[0])["gsadmm"].get_ydata()[-1]
+    serial = data.curves[(data.curves["method"] == "gsadmm") & (data.curves["splits"] == 2)
+                         & data.curves["cores"].isna() & (data.curves["epoch"] == EPOCHS)]["train_acc"]
+    assert len(serial) == 2 and last == pytest.approx(serial.mean())
+    plt_close(fig)
+    # a config with only budget runs draws them everywhere
+    only = data.summary[data.summary["cores"] == 2]
+    assert len(figures.runs_on_budget(only, timed=False)) == len(only)

@@ -50,8 +50,8 @@ def job_counts(out: str) -> dict[str, int]:
 
 def expected_grid(cfg: dict) -> set[tuple]:
     """Grid points of a config, computed independently of the Snakefile: (dataset, model,
-    method, n, seed), plus the variant's settings (those the method reads) for an experiment
-    with a `grid:`."""
+    method, n, seed, cores), plus the variant's settings (those the method reads) for an
+    experiment with a `grid:`; cores is the experiment's equal-resources budget, or None."""
     points = set()
     for exp in cfg["experiments"]:
         grid = exp.get("grid") or {}
@@ -61,7 +61,8 @@ def expected_grid(cfg: dict) -> set[tuple]:
                 variants = [tuple(zip(own, values)) for values in itertools.product(*own.values())] if grid else [()]
                 for n in (exp["splits"] if m in SPLIT_METHODS else [1]):
                     for s in exp["seeds"]:
-                        points.update((ds, exp["model"], m, n, s) + ((v,) if grid else ()) for v in variants)
+                        points.update((ds, exp["model"], m, n, s, exp.get("cores")) + ((v,) if grid else ())
+                                      for v in variants)
     return points
 
 
@@ -77,7 +78,7 @@ def write_config(path: Path, cfg: dict) -> Path:
 
 
 # --------------------------------------------------------------------------- dry runs
-@pytest.mark.parametrize("name, expected", [("config", 54), ("fashion", 12), ("paper", 303), ("sweep", 54)])
+@pytest.mark.parametrize("name, expected", [("config", 69), ("fashion", 12), ("paper", 303), ("sweep", 54)])
 def test_dry_run_lists_the_full_grid(tmp_path: Path, name: str, expected: int):
     cfg_file = CONFIGS / f"{name}.yaml"
     cfg = yaml.safe_load(cfg_file.read_text())
@@ -97,8 +98,30 @@ def test_dry_run_lists_the_full_grid(tmp_path: Path, name: str, expected: int):
 def test_default_config_is_used_without_configfile(tmp_path: Path):
     r = snakemake(tmp_path, "-n")
     assert r.returncode == 0, r.stderr
-    assert job_counts(r.stdout + r.stderr)["train"] == 54
+    assert job_counts(r.stdout + r.stderr)["train"] == 69
     assert "results/default/runs/digits/mlp/gsadmm/n10/seed2/run.json" in r.stdout
+    assert "results/default/runs/digits/mlp/gsadmm/n2/seed2/cores2/run.json" in r.stdout
+
+
+@pytest.mark.parametrize("method, splits, ranks, threads", [
+    ("gsadmm", 2, 2, 1), ("gsam", 2, 2, 1), ("frozen", 2, 2, 1), ("adam", 1, 1, 2), ("sgd", 1, 1, 2)])
+def test_default_config_runs_figure2_on_equal_resources(tmp_path: Path, method, splits, ranks, threads):
+    """The default's cores2/ runs: every method gets 2 cores, the split methods as one
+    torch.distributed rank per subnetwork with 1 thread, sgd/adam as one process of 2 threads;
+    the serial run of the same point keeps its folder and its one thread."""
+    folder = f"results/default/runs/digits/mlp/{method}/n{splits}/seed1"
+    r = snakemake(tmp_path, f"{folder}/cores2/run.json", "-n", "-p")
+    assert r.returncode == 0, r.stderr
+    torchrun = f"torch.distributed.run --standalone --nproc-per-node {ranks} -m tssm train"
+    assert (torchrun in r.stdout) == (ranks > 1)
+    assert re.search(rf"\bthreads: {ranks * threads}\b", r.stdout)
+    point = printed_point(r.stdout)
+    assert point["threads"] == threads and point["tags"]["cores"] == "2" and point["tags"]["workers"] == str(ranks)
+    assert f"logs/default/train/digits/mlp/{method}/n{splits}/seed1/cores2.log" in r.stdout
+    r = snakemake(tmp_path, f"{folder}/run.json", "-n", "-p")
+    assert "torch.distributed.run" not in r.stdout
+    point = printed_point(r.stdout)
+    assert point["threads"] == 1 and "cores" not in point["tags"]
 
 
 def test_backprop_only_at_n1_and_split_methods_at_every_level(tmp_path: Path):
@@ -206,6 +229,8 @@ def _tiny_config(**changes) -> dict:
     (lambda c: c.update(run={"widht": 64}), "'widht' was unexpected"),
     (lambda c: c["experiments"][0].update(run={"lr": "fast"}), "'fast' is not of type"),
     (lambda c: c.pop("name"), "'name' is a required property"),
+    (lambda c: c["experiments"][0].update(cores=0), "0 is less than the minimum of 1"),
+    (lambda c: c["experiments"][0].update(cores="all"), "'all' is not of type 'integer'"),
 ])
 def test_malformed_config_fails_with_a_clear_message(tmp_path: Path, mutate, message):
     cfg = _tiny_config()
@@ -215,6 +240,18 @@ def test_malformed_config_fails_with_a_clear_message(tmp_path: Path, mutate, mes
     err = r.stdout + r.stderr
     assert "Error validating config file" in err, err
     assert message in err, err
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"workers": 2}, "`cores` and `workers` both set"),
+    ({"run": {"threads": 2}}, "`threads` in `run` with `cores`"),
+    ({"grid": {"threads": [1, 2]}}, "`threads` in `grid` with `cores`"),
+])
+def test_cores_refuses_settings_it_decides(tmp_path: Path, changes, message):
+    cfg = _tiny_config()
+    cfg["experiments"][0].update(cores=2, **changes)
+    r = snakemake(tmp_path, "-n", "--configfile", str(write_config(tmp_path / "bad.yaml", cfg)))
+    assert r.returncode != 0 and message in r.stdout + r.stderr, r.stdout + r.stderr
 
 
 def test_semantic_config_errors(tmp_path: Path):
@@ -267,6 +304,9 @@ E2E = {
         # an SGD step of 1e6 diverges in its first epoch: the pipeline must go on and report it
         {"name": "diverging", "datasets": ["digits"], "model": "mlp", "methods": ["sgd"], "splits": [1],
          "seeds": [0], "epochs": 2, "run": {"lr": 1.0e6}},
+        # equal resources, 2 cores a run: gsadmm as 2 ranks x 1 thread (torchrun), adam 1 x 2
+        {"name": "parallel", "datasets": ["digits"], "model": "mlp", "methods": ["gsadmm", "adam"], "splits": [2],
+         "seeds": [0], "epochs": 2, "cores": 2},
     ],
     "figures": {"figure2_splits": [2, 3]},
 }
@@ -284,12 +324,26 @@ def test_end_to_end_tiny_pipeline(tmp_path: Path):
 
     res = tmp_path / "results" / "e2e"
     points = expected_grid(E2E)
-    assert len(points) == 4
+    assert len(points) == 6
     summary = pd.read_csv(res / "summary.csv")
     assert len(summary) == len(points)
-    assert {tuple(x) for x in summary[["dataset", "model", "method", "splits", "seed"]].itertuples(index=False)} == points
-    status = dict(zip(summary["method"] + summary["splits"].astype(str), summary["status"]))
-    assert status == {"gsadmm2": "finished", "gsadmm3": "finished", "adam1": "finished", "sgd1": "diverged"}
+    axes = summary[["dataset", "model", "method", "splits", "seed", "cores"]].astype(object)
+    assert {tuple(None if v != v else v for v in x) for x in axes.itertuples(index=False)} == points
+    cores = summary["cores"].map(lambda c: "" if c != c else f"@{int(c)}")
+    status = dict(zip(summary["method"] + summary["splits"].astype(str) + cores, summary["status"]))
+    assert status == {"gsadmm2": "finished", "gsadmm3": "finished", "adam1": "finished", "sgd1": "diverged",
+                      "gsadmm2@2": "finished", "adam1@2": "finished"}
+    # what each run used: the plain ones 1 x 1, the budget's 2 ranks x 1 thread and 1 x 2 threads
+    used = dict(zip(summary["method"] + cores, zip(summary["workers"], summary["threads"])))
+    assert used["gsadmm"] == (1, 1) and used["gsadmm@2"] == (2, 1) and used["adam@2"] == (1, 2)
+    # Figure 2 is drawn from those: its bars are the budget's runs, labelled ranks x threads
+    from tssm import figures
+
+    data = figures.read_results(res / "summary.csv")
+    fig, _ = figures.draw_figure2(data.summary, data.curves, [2])
+    bars = next(ax for ax in fig.axes if ax.get_title().startswith("(a)"))
+    assert sorted(t.get_text() for t in bars.texts if t.get_text()) == ["1×2", "2×1"]
+    assert "equal resources: 2 cores per run" in bars.get_title()
     assert "diverged" in (res / "summary.md").read_text()
     for stem in ("figure1_train_acc", "figure2_speed", "acc_vs_splits", "time_to_target", "speedup"):
         for ext in ("png", "pdf"):
@@ -302,8 +356,8 @@ def test_end_to_end_tiny_pipeline(tmp_path: Path):
     runs = mlflow.search_runs(experiment_names=["e2e-test"])
     runs = runs[runs["tags.tssm.kind"] != "pipeline"]  # the run `e2e (pipeline)` holds the summary and figures
     assert len(runs) == len(points)
-    got = {(r["tags.dataset"], r["tags.model"], r["tags.method"], int(r["tags.splits"]), int(r["tags.seed"]))
-           for _, r in runs.iterrows()}
+    got = {(r["tags.dataset"], r["tags.model"], r["tags.method"], int(r["tags.splits"]), int(r["tags.seed"]),
+            int(r["tags.cores"]) if isinstance(r["tags.cores"], str) else None) for _, r in runs.iterrows()}
     assert got == points
     assert set(runs["tags.pipeline_config"]) == {"e2e"}
     client = mlflow.tracking.MlflowClient()

@@ -28,6 +28,15 @@ function takes that coerced summary (and the curves, where it draws them):
 
 The other figures pool the variants of a method and n (their spread is the ± 1 sd) and say so.
 
+Resources. A config may run the same points twice: plainly (one process, or ``workers``
+ranks) and on an equal-resources budget (an experiment's ``cores: C``, run folders
+``.../cores<C>/``: split methods as one rank per subnetwork, SGD/Adam as one process with C
+threads). :func:`runs_on_budget` gives the speed figures (Figure 2, time to target, speedup)
+the largest budget's runs and the accuracy figures (Figure 1, accuracy vs n) the plain ones,
+per dataset/model, each falling back to every run when there are none of them. Every speed
+figure writes in its title, legend or bar labels how each curve's runs used their cores
+(ranks × threads, from run.json).
+
 Curves that coincide stay visible: every method has one colour, line style, width and marker
 (:data:`METHOD_STYLES`), the ``frozen`` control is drawn first as a wide translucent line,
 the split methods on top of it, thinner, with markers at staggered epochs.
@@ -59,7 +68,7 @@ import pandas as pd
 
 from . import layout, paper
 from .summary import (AXES, SUMMARY_COLUMNS, SWEEP_CONTROL, Run, has_variants, load_runs, read_metrics,
-                      setting_text, summarize, sweep_fields, sweep_table, time_to_target)
+                      resources_cell, setting_text, summarize, sweep_fields, sweep_table, time_to_target)
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 import matplotlib  # noqa: E402
@@ -78,11 +87,16 @@ __all__ = [
     "acc_vs_splits",
     "coerce_summary",
     "curves_of",
+    "draw_figure1",
+    "draw_figure2",
+    "draw_speedup",
+    "draw_time_to_target",
     "figure1",
     "figure2",
     "from_runs",
     "make_figures",
     "read_results",
+    "runs_on_budget",
     "speedup",
     "sweep",
     "time_to_target_figure",
@@ -231,7 +245,7 @@ def coerce_summary(summary: pd.DataFrame) -> pd.DataFrame:
     for c in SUMMARY_COLUMNS:
         if c not in s:
             s[c] = np.nan if c not in ("status",) else "finished"
-    for c in ("splits", "seed"):
+    for c in ("splits", "seed", "cores", "workers", "threads"):
         s[c] = pd.to_numeric(s[c], errors="coerce")
     for c in ("final_train_acc", "final_test_acc", "final_train_loss", "sec_per_epoch", "time_to_target_s",
               "target_train_acc", "move_1"):
@@ -331,6 +345,40 @@ def _at_split_level(df: pd.DataFrame, splits: int) -> pd.DataFrame:
     whole = df["method"].isin(WHOLE_NETWORK_METHODS) & (df["splits"] == 1)
     sp = ~df["method"].isin(WHOLE_NETWORK_METHODS) & (df["splits"] == splits)
     return df[whole | sp]
+
+
+def runs_on_budget(df: pd.DataFrame, timed: bool) -> pd.DataFrame:
+    """The rows (runs or curve rows) a figure draws, chosen per dataset/model.
+
+    ``timed`` (the speed figures): the runs of the largest equal-resources budget (``cores``),
+    so that every method compared had the same cores. Otherwise (the accuracy figures): the
+    runs without a budget, which a budget's runs would only repeat (a distributed run gives the
+    serial run's numbers). A dataset/model without such runs keeps all of its rows."""
+    if not len(df) or "cores" not in df:
+        return df
+    cores = pd.to_numeric(df["cores"], errors="coerce")
+    key = [df["dataset"].astype(str), df["model"].astype(str)]
+    if timed:
+        top = cores.groupby(key).transform("max")
+        keep = top.isna() | (cores == top)
+    else:
+        has_plain = cores.isna().groupby(key).transform("any")
+        keep = ~has_plain | cores.isna()
+    return df[keep]
+
+
+def _resources_label(ok: pd.DataFrame, method: str, extra: str = "") -> str:
+    """A method's legend entry with how its runs in ``ok`` used their cores: 'Adam (n=1, 1 rank × 2 threads)'."""
+    rows = ok[ok["method"] == method] if len(ok) else ok
+    inside = ", ".join(x for x in (extra, resources_cell(rows) if len(rows) else "") if x)
+    return f"{_label(method)} ({inside})" if inside else _label(method)
+
+
+def _cores_of(rows: pd.DataFrame) -> str:
+    """'2×1': ranks × threads of the runs of one bar (several joined by '/')."""
+    pairs = rows[["workers", "threads"]].drop_duplicates() if len(rows) else rows
+    return "/".join(f"{int(w)}×{int(t)}" if w == w and t == t else "?" for w, t in
+                    pairs.itertuples(index=False)) if len(rows) else ""
 
 
 # --------------------------------------------------------------------------- accuracy curves
@@ -451,6 +499,7 @@ def _figure1_paper(dataset: str, model: str, methods: Sequence[str]) -> dict[str
 
 def draw_figure1(summary: pd.DataFrame, curves: pd.DataFrame, splits: int = paper.FIGURE1_SPLITS):
     """Figure 1 as a matplotlib figure, and the note to put under it (see :func:`figure1`)."""
+    summary, curves = runs_on_budget(summary, timed=False), runs_on_budget(curves, timed=False)
     curves = _at_split_level(curves, splits)
     combos = _figure1_combos(summary) or [("?", "?")]
     with_control = len(curves) and (curves["method"] == "frozen").any()
@@ -526,13 +575,14 @@ def figure1(summary: pd.DataFrame, curves: pd.DataFrame, splits: int = paper.FIG
 
 # --------------------------------------------------------------------------- Figure 2
 def _execution_note(ok: pd.DataFrame) -> str:
-    """How the timed runs executed: serial (1 worker) or one rank per subnetwork, and where."""
-    workers = pd.to_numeric(ok.get("workers", pd.Series(dtype=float)), errors="coerce").dropna()
+    """The resources of the timed runs: an equal-resources budget ('equal resources: 2 cores per
+    run'), else how every run executed ('1 rank × 1 thread per run'), and where."""
     devices = sorted({str(d).split(":")[0] for d in ok.get("device", pd.Series(dtype=object)).dropna()})
     where = "/".join(devices) if devices else "?"
-    if not len(workers) or workers.max() <= 1:
-        return f"serial: 1 worker per run ({where})"
-    return f"workers per run: {int(workers.min())}-{int(workers.max())} ({where})"
+    cores = pd.to_numeric(ok.get("cores", pd.Series(dtype=float)), errors="coerce").dropna()
+    if len(cores):
+        return f"equal resources: {int(cores.max())} cores per run ({where})"
+    return f"{resources_cell(ok)} per run ({where})"
 
 
 def _pick_combo(summary: pd.DataFrame, dataset: str | None, model: str | None) -> tuple[str, str] | None:
@@ -560,6 +610,7 @@ def _figure2_levels(curves: pd.DataFrame, splits: Sequence[int]) -> list[int]:
 def draw_figure2(summary: pd.DataFrame, curves: pd.DataFrame, splits: Sequence[int] = paper.FIGURE2_SPLITS,
                  dataset: str | None = None, model: str | None = None):
     """Figure 2 as a matplotlib figure, and its note (see :func:`figure2`)."""
+    summary, curves = runs_on_budget(summary, timed=True), runs_on_budget(curves, timed=True)
     combo = _pick_combo(summary, dataset, model)
     if combo is None:
         fig, (ax_t, ax_a) = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -577,7 +628,7 @@ def draw_figure2(summary: pd.DataFrame, curves: pd.DataFrame, splits: Sequence[i
     ax_t = fig.add_subplot(grid[0, :])
     ok = s[(s["status"] == "finished") & s["sec_per_epoch"].notna()].copy()
     # (a) bars
-    ax_t.set_title(f"(a) time per epoch — {_panel_title(ds, md)}", fontsize=10)
+    ax_t.set_title(f"(a) time per epoch — {_panel_title(ds, md)}; {_execution_note(ok)}", fontsize=10)
     if len(ok):
         ok["n"] = ok["splits"].astype(int)
         methods = _methods_in(ok["method"].tolist())
@@ -589,9 +640,11 @@ def draw_figure2(summary: pd.DataFrame, curves: pd.DataFrame, splits: Sequence[i
                 if n in order:
                     ax_t.scatter([order.index(n)], [v], marker="_", s=300, color="black", zorder=6)
             ax_t.scatter([], [], marker="_", s=200, color="black", label="paper Fig. 2(b)")
+        _bar_resources(ax_t, ok, methods, order)
         hs, labs = ax_t.get_legend_handles_labels()
-        ax_t.legend(hs, [_label(x) for x in labs], fontsize=7, title="method", title_fontsize=7)
-        ax_t.set_xlabel(f"n (subnetworks; SGD/Adam at n=1) — {_execution_note(ok)}")
+        ax_t.legend(hs, [_resources_label(ok, x) if x in methods else x for x in labs], fontsize=7,
+                    title="method (ranks × threads)", title_fontsize=7)
+        ax_t.set_xlabel("n (subnetworks; SGD/Adam at n=1) — on each bar: ranks × threads of its runs")
         ax_t.set_ylabel("seconds per epoch (training clock)")
         ax_t.grid(axis="y", alpha=0.3)
     else:
@@ -616,7 +669,9 @@ def draw_figure2(summary: pd.DataFrame, curves: pd.DataFrame, splits: Sequence[i
                       if m in methods and nn == (1 if m in WHOLE_NETWORK_METHODS else n)}
             last, lo = float(d["epoch"].max()), float(d["epoch"].min())
             drawn = _paper_stars(ax, values, last, max(last - lo, 1.0))
-        ax.set_title(f"(b) training accuracy, n = {n}", fontsize=10)
+        split_rows = ok[(ok["n"] == n) & ~ok["method"].isin(WHOLE_NETWORK_METHODS)] if len(ok) else ok
+        where = f"\nsplit methods: {resources_cell(split_rows)}" if len(split_rows) else ""
+        ax.set_title(f"(b) training accuracy, n = {n}{where}", fontsize=10)
         ax.set_xlabel("epoch")
         ax.set_ylabel("training accuracy" if i == 0 else "")
         if i == 0:
@@ -624,13 +679,24 @@ def draw_figure2(summary: pd.DataFrame, curves: pd.DataFrame, splits: Sequence[i
         ax.grid(alpha=0.3)
     methods = _methods_in(c["method"].tolist())
     hs = [Line2D([], [], color=_color(m), **{k: v for k, v in _style(m).items() if k != "zorder"}) for m in methods]
-    labels = [_label(m) + (" (n=1)" if m in WHOLE_NETWORK_METHODS else "") for m in methods]
+    labels = [_resources_label(ok, m, "n=1" if m in WHOLE_NETWORK_METHODS else "") for m in methods]
     if combo == paper.FIGURE2_SETUP:
         hs.append(_star_handle())
         labels.append(hs[-1].get_label())
-    _top(fig, "Figure 2 analogue: speed and accuracy by number of subnetworks", hs, labels,
-         ncol=_legend_columns(fig, hs))
+    _top(fig, f"Figure 2 analogue: speed and accuracy by number of subnetworks\n{_execution_note(ok)}", hs, labels,
+         ncol=_legend_columns(fig, hs, 3.2))
     return fig, _note(s)
+
+
+def _bar_resources(ax, ok: pd.DataFrame, methods: Sequence[str], order: Sequence[int]) -> None:
+    """Write ranks × threads on each bar of panel (a) (seaborn draws one container per method,
+    in ``methods`` order; a bar's centre lies near its n's position)."""
+    for method, bars in zip(methods, ax.containers):
+        labels = []
+        for bar in bars:
+            n = order[min(len(order) - 1, max(0, round(bar.get_x() + bar.get_width() / 2)))]
+            labels.append(_cores_of(ok[(ok["method"] == method) & (ok["n"] == n)]))
+        ax.bar_label(bars, labels=labels, fontsize=6, padding=2, color="0.25", gid=f"resources:{method}")
 
 
 def figure2(summary: pd.DataFrame, curves: pd.DataFrame, splits: Sequence[int] = paper.FIGURE2_SPLITS,
@@ -666,6 +732,7 @@ def _split_ticks(ax, levels: Sequence[int]) -> None:
 def acc_vs_splits(summary: pd.DataFrame, path_stem: Path | None = None,
                   formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
     """Final train (left) and test (right) accuracy versus n, mean ± sd over seeds."""
+    summary = runs_on_budget(summary, timed=False)
     fig, axes, combos = _rows_of_combos(summary, 2)
     ok_all = summary[summary["status"] == "finished"]
     legend: dict[str, Any] = {}
@@ -715,6 +782,14 @@ def time_to_target_figure(summary: pd.DataFrame, target: float = 0.9, path_stem:
     ``summary`` must hold ``time_to_target_s`` computed for the same target (``summarize``
     with ``target``); runs that never reach it are counted in the 'k/m reached' labels.
     """
+    fig, note = draw_time_to_target(summary, target)
+    return _finish(fig, note, path_stem, formats)
+
+
+def draw_time_to_target(summary: pd.DataFrame, target: float = 0.9):
+    """The time-to-target figure and its note (see :func:`time_to_target_figure`), from the
+    runs of the equal-resources budget where there is one (:func:`runs_on_budget`)."""
+    summary = runs_on_budget(summary, timed=True)
     fig, axes, combos = _rows_of_combos(summary, 1, width=6.5)
     ok_all = summary[summary["status"] == "finished"]
     never: list[str] = []
@@ -747,7 +822,8 @@ def time_to_target_figure(summary: pd.DataFrame, target: float = 0.9, path_stem:
                                 xytext=(4, 4), fontsize=7, color=_color(m))
             if xs:
                 ax.errorbar(xs, ys, yerr=es, marker="o" if m not in BACKPROP_METHODS else "s", capsize=3,
-                            color=_color(m), label=_label(m), linestyle="-" if len(xs) > 1 else "none")
+                            color=_color(m), label=_resources_label(dm, m), linestyle="-" if len(xs) > 1 else "none",
+                            gid=m)
                 plotted = True
         if not plotted:
             _empty(ax, f"no run reached training accuracy {target:g}")
@@ -767,13 +843,23 @@ def time_to_target_figure(summary: pd.DataFrame, target: float = 0.9, path_stem:
     if never:
         extra = "Runs reaching the target / runs: " + "; ".join(never[:12]) + (" ..." if len(never) > 12 else "")
         note = (note + "\n" if note else "") + extra
-    _top(fig, f"Time to reach training accuracy {target:g} (mean ± 1 sd over the seeds that reach it)")
-    return _finish(fig, note, path_stem, formats)
+    _top(fig, f"Time to reach training accuracy {target:g} (mean ± 1 sd over the seeds that reach it)\n"
+              f"{_execution_note(ok_all)}; legend: ranks × threads")
+    return fig, note
 
 
 def speedup(summary: pd.DataFrame, reference: str = "adam", path_stem: Path | None = None,
             formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
     """Seconds per epoch of ``reference`` at n = 1 divided by each run's, versus n."""
+    fig, note = draw_speedup(summary, reference)
+    return _finish(fig, note, path_stem, formats)
+
+
+def draw_speedup(summary: pd.DataFrame, reference: str = "adam"):
+    """The speedup figure and its note (see :func:`speedup`), from the runs of the
+    equal-resources budget where there is one (:func:`runs_on_budget`): the reference had the
+    same cores as every run it is compared with."""
+    summary = runs_on_budget(summary, timed=True)
     fig, axes, combos = _rows_of_combos(summary, 1, width=6.5)
     ok_all = summary[(summary["status"] == "finished") & summary["sec_per_epoch"].notna()
                      & (summary["sec_per_epoch"] > 0)]
@@ -797,7 +883,8 @@ def speedup(summary: pd.DataFrame, reference: str = "adam", path_stem: Path | No
             a = _agg(d[d["method"] == m], "speedup").sort_values("splits")
             dx = (i - (len(methods) - 1) / 2) * width
             ax.errorbar(a["splits"] + dx, a["mean"], yerr=a["std"], marker="o" if m not in BACKPROP_METHODS else "s",
-                        capsize=3, color=_color(m), label=_label(m), linestyle="-" if len(a) > 1 else "none")
+                        capsize=3, color=_color(m), label=_resources_label(d, m), gid=m,
+                        linestyle="-" if len(a) > 1 else "none")
         ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
         _split_ticks(ax, d["splits"].tolist())
         ax.set_xlabel("n (number of subnetworks)")
@@ -805,10 +892,12 @@ def speedup(summary: pd.DataFrame, reference: str = "adam", path_stem: Path | No
         # under the title, where the legend cannot cover it
         ax.set_title(f"{_panel_title(ds, md)} — speedup per epoch\nreference: {_label(ref_name)} n=1, "
                      f"{ref:.3g} s/epoch; {_execution_note(d)}", fontsize=10)
+        ax.text(0.01, 0.01, "legend: ranks × threads of each method's runs", transform=ax.transAxes, fontsize=7,
+                color="0.4", va="bottom")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     _top(fig, "Speedup per epoch versus n (> 1: faster than the reference)")
-    return _finish(fig, _note(summary), path_stem, formats)
+    return fig, _note(summary)
 
 
 # --------------------------------------------------------------------------- sweeps

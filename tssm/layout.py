@@ -2,12 +2,14 @@
 
 Torch-free on purpose: the Snakefile imports this module to plan a grid (``snakemake -n``
 stays fast) and :mod:`tssm.summary` reads the same layout back. A grid point is
-``(dataset, model, method, splits, seed, variant)``; its folder is
+``(dataset, model, method, splits, seed, cores, variant)``; its folder is
 
-    <results>/runs/{dataset}/{model}/{method}/n{splits}/seed{seed}[/{variant}]
+    <results>/runs/{dataset}/{model}/{method}/n{splits}/seed{seed}[/cores{cores}][/{variant}]
 
-where ``variant`` is "" for a run without a sweep and the variant's name for one setting of
-a config's ``grid:``.
+where ``cores`` is None for a run with the pipeline's plain resources (``workers`` ranks of
+``threads`` threads) and the budget C of an experiment with ``cores: C`` (equal resources:
+:func:`equal_resources` splits C cores into ranks and threads), and ``variant`` is "" for a
+run without a sweep and the variant's name for one setting of a config's ``grid:``.
 """
 
 from __future__ import annotations
@@ -19,33 +21,58 @@ from pathlib import Path
 from typing import Any
 
 #: The grid axes of a run, in the order of the results tree.
-AXES = ("dataset", "model", "method", "splits", "seed", "variant")
+AXES = ("dataset", "model", "method", "splits", "seed", "cores", "variant")
 
-#: Relative to a config's results folder; ``{variant}`` is "" or "/<name>".
-RUN_DIR = "runs/{dataset}/{model}/{method}/n{splits}/seed{seed}{variant}"
+#: Relative to a config's results folder; ``{cores}`` is "" or "/cores<C>", ``{variant}`` "" or
+#: "/<name>" (a variant's name starts with a setting's name, never with ``cores`` and a number).
+RUN_DIR = "runs/{dataset}/{model}/{method}/n{splits}/seed{seed}{cores}{variant}"
+
+#: The folder of an equal-resources budget of C cores: ``cores<C>``.
+CORES_DIR = "cores{}"
 
 _PATH_RE = re.compile(r"(?P<dataset>[^/]+)/(?P<model>[^/]+)/(?P<method>[^/]+)/n(?P<splits>\d+)/seed(?P<seed>\d+)"
-                      r"(?:/(?P<variant>[^/]+))?/?$")
+                      r"(?:/cores(?P<cores>\d+))?(?:/(?P<variant>[^/]+))?/?$")
 
 
 def run_dir(results: str | Path, dataset: str, model: str, method: str, splits: int, seed: int,
-            variant: str = "") -> str:
+            cores: int | None = None, variant: str = "") -> str:
     """The folder of one grid point under a config's results folder."""
     rel = RUN_DIR.format(dataset=dataset, model=model, method=method, splits=splits, seed=seed,
-                         variant=f"/{variant}" if variant else "")
+                         cores=f"/{CORES_DIR.format(cores)}" if cores else "", variant=f"/{variant}" if variant else "")
     return f"{results}/{rel}"
 
 
 def axes_from_path(path: str | Path) -> dict[str, Any]:
     """The grid point of a run folder (the inverse of :func:`run_dir`); {} if it is not one.
 
-    ``variant`` is None for a run without one."""
+    ``cores`` and ``variant`` are None for a run without them."""
     m = _PATH_RE.search(Path(path).as_posix())
     if not m:
         return {}
     d: dict[str, Any] = m.groupdict()
     d["splits"], d["seed"] = int(d["splits"]), int(d["seed"])
+    d["cores"] = int(d["cores"]) if d["cores"] else None
     return d
+
+
+def equal_resources(cores: int, splits: int, end_to_end: bool) -> tuple[int, int]:
+    """(ranks, threads per rank) of a run given ``cores`` cores: a method that splits the network
+    runs one rank per subnetwork (at most one per core, contiguous groups beyond that) and shares
+    the cores among them; an end-to-end method (sgd, adam) runs one process with every core as a
+    thread. So every run of a comparison uses the same cores, however it uses them."""
+    ranks = 1 if end_to_end else max(1, min(splits, cores))
+    return ranks, max(1, cores // ranks)
+
+
+def resources_text(ranks: Any, threads: Any) -> str:
+    """'2 ranks × 1 thread': how a run used its cores, as figures and tables write it."""
+    def count(v: Any, word: str) -> str:
+        try:
+            k = int(v)
+        except (TypeError, ValueError):
+            return f"? {word}s"
+        return f"{k} {word}" + ("" if k == 1 else "s")
+    return f"{count(ranks, 'rank')} × {count(threads, 'thread')}"
 
 
 #: Training and test rows of each dataset (tssm.data loads them; a test checks they agree),

@@ -297,6 +297,14 @@ def init_distributed(device: str, timeout_s: float) -> tuple[int, int, torch.dev
     return rank, dist.get_world_size(), dev, comm
 
 
+def comm_record(comm_device: torch.device) -> dict[str, object]:
+    """What this rank's process group uses, for run.json's environment: the backend, where
+    messages go through, and the ranks on this node that the NCCL/gloo choice compared with
+    the GPUs (LOCAL_WORLD_SIZE)."""
+    return {"backend": dist.get_backend(), "comm_device": str(comm_device),
+            "local_world_size": int(os.environ.get("LOCAL_WORLD_SIZE", dist.get_world_size()))}
+
+
 def agree_on_config(settings: dict, rank: int, world: int) -> None:
     """Every rank must train the same config: gather each rank's settings and stop all of them,
     naming the differing fields, when any differs from rank 0's (a wrapper that passes one

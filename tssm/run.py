@@ -28,7 +28,7 @@ from .data import Dataset, load_dataset
 from .errors import ConfigError, DistributedError, DivergenceError, Interrupted
 from .evaluate import Evaluation, finalize
 from .models import build_model
-from .parallel import (DistributedExecutor, Executor, SerialExecutor, agree_on_config, init_distributed,
+from .parallel import (DistributedExecutor, Executor, SerialExecutor, agree_on_config, comm_record, init_distributed,
                        slurm_to_torchrun_env, stage_owner)
 from .solvers import Solver, Stage, make_solver
 from .rundir import RunFolder, RunFolderError
@@ -254,17 +254,18 @@ def start(cfg: RunConfig) -> Session:
     """Join the process group (under torchrun or srun), then build the problem, the stages,
     the solver and the executor; the main rank gets the recorder."""
     slurm_to_torchrun_env()
-    comm_device = None
+    comm_device, comm = None, None
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         rank, world, device, comm_device = init_distributed(resolve_device(cfg.device).type, cfg.dist_timeout)
         agree_on_config({**cfg.hyperparameters(), "out": cfg.out, "checkpoint": cfg.checkpoint}, rank, world)
+        comm = comm_record(comm_device)
     else:
         rank, world, device = 0, 1, resolve_device(cfg.device)
     threads = cfg.threads or max(1, (os.cpu_count() or 1) // world)
     torch.set_num_threads(threads)
     torch.manual_seed(cfg.seed)
     # the main rank opens the MLflow store and experiment first: a problem there stops the run now
-    recorder = Recorder(cfg, environment(device, threads, world)) if rank == 0 else None
+    recorder = Recorder(cfg, environment(device, threads, world, comm)) if rank == 0 else None
     if recorder:
         recorder.connect()
 

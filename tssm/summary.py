@@ -30,14 +30,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .layout import AXES, axes_from_path
+from .layout import AXES, axes_from_path, resources_text
 
 __all__ = [
     "AXES",
     "Run",
     "SUMMARY_COLUMNS",
     "find_runs",
+    "has_budgets",
     "has_variants",
+    "resources_cell",
     "setting_text",
     "load_curves",
     "load_run",
@@ -56,6 +58,8 @@ __all__ = [
 #: MLflow tags (and run.json ``config.tags``) of a variant: its name, and each swept field.
 VARIANT_TAG = "variant"
 VARIANT_FIELD_TAG = "variant."
+#: ... and of a run of an equal-resources budget (an experiment's ``cores:``): the cores.
+CORES_TAG = "cores"
 
 #: Columns of ``summary.csv`` (one row per run), in this order; when runs have variants, one
 #: column per swept field (``rho``, ``init`` ...) follows ``variant`` (see :func:`sweep_fields`).
@@ -63,6 +67,7 @@ SUMMARY_COLUMNS = (
     *AXES,
     "status",
     "workers",
+    "threads",
     "layerwise",
     "preset",
     "device",
@@ -196,7 +201,8 @@ def load_run(path: str | Path) -> Run:
             axes[k] = cfg[k]
         axes.setdefault(k, None)
     axes["variant"] = tags.get(VARIANT_TAG) or axes["variant"] or None
-    for k in ("splits", "seed"):
+    axes["cores"] = tags.get(CORES_TAG) or axes["cores"] or None
+    for k in ("splits", "seed", "cores"):
         try:
             axes[k] = int(axes[k]) if axes[k] is not None else None
         except (TypeError, ValueError):
@@ -277,6 +283,7 @@ def summary_row(run: Run, target: float = 0.9, fields: Sequence[str] = ()) -> di
         **{f: cfg.get(f) for f in fields},
         "status": run.status,
         "workers": env.get("world_size"),
+        "threads": env.get("threads_per_rank"),
         "layerwise": bool(run.info.get("layerwise", False)),
         "preset": cfg.get("preset"),
         "device": env.get("device") or cfg.get("device"),
@@ -354,6 +361,17 @@ def _is_variant(value: Any) -> bool:
     return isinstance(value, str) and value != ""
 
 
+def has_budgets(summary: pd.DataFrame) -> bool:
+    """Whether any run of ``summary`` ran on an equal-resources budget (an experiment's ``cores:``)."""
+    return "cores" in summary and bool(pd.to_numeric(summary["cores"], errors="coerce").notna().any())
+
+
+def resources_cell(g: pd.DataFrame) -> str:
+    """How the runs of ``g`` used their cores ('2 ranks × 1 thread'; several joined by ' / ')."""
+    pairs = g[["workers", "threads"]].drop_duplicates() if {"workers", "threads"} <= set(g) else pd.DataFrame()
+    return " / ".join(resources_text(w, t) for w, t in pairs.itertuples(index=False)) or "?"
+
+
 def has_variants(summary: pd.DataFrame) -> bool:
     """Whether any run of ``summary`` is a variant (one setting of a sweep)."""
     return "variant" in summary and bool(summary["variant"].map(_is_variant).any())
@@ -375,7 +393,7 @@ def _runs_cell(g: pd.DataFrame) -> str:
     return "; ".join(parts)
 
 
-_TEXT_COLUMNS = ("dataset", "model", "method", "variant", "runs")
+_TEXT_COLUMNS = ("dataset", "model", "method", "variant", "runs", "ranks × threads")
 
 
 def _table(head: Sequence[str]) -> list[str]:
@@ -390,22 +408,26 @@ def markdown_table(summary: pd.DataFrame) -> str:
     Numbers are over *finished* runs only; the ``runs`` column counts every run and
     names the ones that diverged or did not finish, so they are never silently averaged.
     """
-    keys = ["dataset", "model", "method", "splits", *(["variant"] if has_variants(summary) else [])]
-    head = ["dataset", "model", "method", "n", *keys[4:], "runs", "final train acc", "final test acc",
-            "final train loss", "s/epoch", "move_1"]
+    budgets = has_budgets(summary)
+    keys = ["dataset", "model", "method", "splits", *(["cores"] if budgets else []),
+            *(["variant"] if has_variants(summary) else [])]
+    head = ["dataset", "model", "method", "n", *keys[4:], *(["ranks × threads"] if budgets else []), "runs",
+            "final train acc", "final test acc", "final train loss", "s/epoch", "move_1"]
     lines = _table(head)
     if not len(summary):
         lines.append("| (no runs) |" + " |" * (len(head) - 1))
         return "\n".join(lines) + "\n"
     df = summary.copy()
+    if budgets:
+        df["cores"] = pd.to_numeric(df["cores"], errors="coerce").map(lambda v: None if pd.isna(v) else str(int(v)))
     for k in keys:
-        df[k] = df[k].astype(object).where(df[k].notna(), "—" if k == "variant" else "?")
+        df[k] = df[k].astype(object).where(df[k].notna(), "—" if k in ("variant", "cores") else "?")
     for key, g in df.groupby(keys, sort=True, dropna=False):
         ok = g[g["status"] == "finished"]
         shown = list(map(str, key))
         if "layerwise" in g and g["layerwise"].astype(str).eq("True").all():
             shown[3] = "layerwise"  # the method splits at every layer: n does not apply
-        cells = [*shown, _runs_cell(g),
+        cells = [*shown, *([resources_cell(ok if len(ok) else g)] if budgets else []), _runs_cell(g),
                  _fmt(ok["final_train_acc"]), _fmt(ok["final_test_acc"]), _fmt(ok["final_train_loss"], 4),
                  _fmt(ok["sec_per_epoch"], 3), _fmt(ok["move_1"], 3)]
         lines.append("| " + " | ".join(cells) + " |")
@@ -413,7 +435,8 @@ def markdown_table(summary: pd.DataFrame) -> str:
     bad = summary[summary["status"] != "finished"]
     for _, r in bad.iterrows():
         variant = f"/{r['variant']}" if _is_variant(r.get("variant")) else ""
-        notes.append(f"- {r['dataset']}/{r['model']}/{r['method']}/n{r['splits']}/seed{r['seed']}{variant}: "
+        cores = f"/cores{int(r['cores'])}" if pd.notna(r.get("cores")) else ""
+        notes.append(f"- {r['dataset']}/{r['model']}/{r['method']}/n{r['splits']}/seed{r['seed']}{cores}{variant}: "
                      f"**{r['status']}** — {r['reason'] or 'no reason recorded'}")
     text = "\n".join(lines) + "\n"
     if notes:

@@ -97,8 +97,11 @@ def git_commit() -> str:
         return "unknown"
 
 
-def environment(device: torch.device, threads: int, world_size: int) -> dict[str, Any]:
-    """Library versions and hardware, recorded with every run."""
+def environment(device: torch.device, threads: int, world_size: int,
+                comm: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Library versions and hardware, recorded with every run; ``comm``: how the ranks of a
+    distributed run talk (backend, comm_device, local_world_size: what init_distributed chose,
+    so a run says whether it got NCCL or gloo)."""
     import numpy
 
     env = {
@@ -112,6 +115,7 @@ def environment(device: torch.device, threads: int, world_size: int) -> dict[str
         "threads_per_rank": threads,
         "world_size": world_size,
         "device": str(device),
+        **(comm or {}),
     }
     try:
         import torchvision
@@ -526,8 +530,9 @@ class Recorder:
     def run_name(self) -> str:
         c = self.cfg
         name = f"{c.dataset}-{c.model}-{c.method}-n{c.splits}-seed{c.seed}"
-        variant = c.tags.get("variant")
-        return f"{name}-{variant}" if variant else name
+        # the run folder's further levels (an equal-resources budget, a variant), as in tssm.layout
+        extra = ([f"cores{c.tags['cores']}"] if c.tags.get("cores") else []) + [c.tags.get("variant") or ""]
+        return "-".join([name, *filter(None, extra)])
 
     @property
     def run_id(self) -> str | None:

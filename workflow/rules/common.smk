@@ -194,22 +194,45 @@ def _variants(exp, where):
 
 
 def _point(key):
-    """A grid key as dataset/model/method/n/seed[/variant], for messages."""
-    return os.path.join(*(str(k) for k in key if k != ""))
+    """A grid key as its run folder below runs/ (dataset/model/method/n/seed[/cores][/variant]), for messages."""
+    return layout.run_dir("", *key).split("/runs/", 1)[1]
 
 
 def _expand_grid(cfg):
-    """{(dataset, model, method, splits, seed, variant): job} over every experiment of the config
-    (variant "" for an experiment without a `grid:`)."""
+    """{(dataset, model, method, splits, seed, cores, variant): job} over every experiment of the
+    config (cores None for an experiment without `cores:`, variant "" without a `grid:`)."""
     _check_run_keys(cfg["run"], "config `run`")
     grid = {}
     for i, exp in enumerate(cfg["experiments"]):
         label = exp.get("name") or f"exp{i}"
         where = f"experiment `{label}`"
         _check_run_keys(exp["run"], f"{where} `run`")
+        _check_cores(exp, where)
         for variant, sweep in _variants(exp, where):
             _expand_variant(grid, exp, label, variant, sweep, {**cfg["run"], **exp["run"], **sweep})
     return grid
+
+
+def _check_cores(exp, where):
+    """`cores:` decides ranks and threads itself (tssm.layout.equal_resources): refuse an
+    experiment that also sets them, naming the fix."""
+    if exp.get("cores") is None:
+        return
+    if "workers" in exp:
+        raise WorkflowError(f"{where}: `cores` and `workers` both set; `cores: C` already runs one rank per "
+                            f"subnetwork (at most C), drop `workers`")
+    for part in ("run", "grid"):
+        if "threads" in (exp.get(part) or {}):
+            raise WorkflowError(f"{where}: `threads` in `{part}` with `cores`; `cores: C` gives each run C cores "
+                                f"(ranks x threads), drop `threads`")
+
+
+def _resources(exp, method, n, run):
+    """(ranks, threads per rank) of one run: from the experiment's `cores:` budget (equal
+    resources for every method), else `workers` ranks of the `run:` threads."""
+    if exp.get("cores"):
+        return layout.equal_resources(exp["cores"], n, method_class(method).end_to_end)
+    return max(1, min(exp.get("workers", 1), n)), run.get("threads") or 1
 
 
 def _expand_variant(grid, exp, label, variant, sweep, run):
@@ -229,9 +252,9 @@ def _expand_variant(grid, exp, label, variant, sweep, run):
                 problem = layout.check_point(dataset, exp["model"], n, run)
                 if problem:  # what `tssm train` would refuse, refused while planning
                     raise WorkflowError(f"{where}, {dataset}/{method}: {problem}")
+                workers, threads = _resources(exp, method, n, run)
                 for seed in exp["seeds"]:
-                    key = (dataset, exp["model"], method, n, seed, method_variant)
-                    workers = max(1, min(exp["workers"], n))
+                    key = (dataset, exp["model"], method, n, seed, exp.get("cores"), method_variant)
                     job = {
                         "experiment": label,
                         "variant": method_sweep,
@@ -241,11 +264,13 @@ def _expand_variant(grid, exp, label, variant, sweep, run):
                         },
                         "workers": workers,
                         "gpus": exp["gpus"] * workers,
-                        "rank_threads": run.get("threads") or 1,
+                        "rank_threads": threads,
+                        "cores": exp.get("cores"),
                         "mem_mb": exp.get("mem_mb"),
                         "runtime": exp.get("runtime"),
                     }
-                    if key in grid and grid[key]["settings"] != job["settings"]:
+                    same = ("settings", "workers", "rank_threads")
+                    if key in grid and any(grid[key][k] != job[k] for k in same):
                         raise WorkflowError(
                             f"grid point {_point(key)} is defined twice with different settings "
                             f"(experiments `{grid[key]['experiment']}` and `{label}`); make them agree or "
@@ -259,13 +284,14 @@ GRID = _expand_grid(config)
 
 ALL_RUNS = [f"{layout.run_dir(RESULTS, *key)}/run.json" for key in sorted(GRID, key=lambda k: tuple(map(str, k)))]
 DATASETS = sorted({key[0] for key in GRID})
-HAS_VARIANTS = any(key[5] for key in GRID)
+HAS_VARIANTS = any(key[6] for key in GRID)
 FIGURE_STEMS = layout.figure_stems(HAS_VARIANTS)  # the sweep figure only for a config with variants
 FIGURE_FILES = [f"{FIGDIR}/{stem}.{ext}" for stem in FIGURE_STEMS for ext in ("png", "pdf")]
 
 
 def grid_job(wc):
-    key = (wc.dataset, wc.model, wc.method, int(wc.splits), int(wc.seed), wc.variant.lstrip("/"))
+    cores = int(wc.cores[len("/cores"):]) if wc.cores else None  # "" or "/cores<C>"
+    key = (wc.dataset, wc.model, wc.method, int(wc.splits), int(wc.seed), cores, wc.variant.lstrip("/"))
     try:
         return GRID[key]
     except KeyError:
@@ -279,6 +305,8 @@ def point_yaml(wc):
     changed setting re-runs the point."""
     job = grid_job(wc)
     tags = {"pipeline_config": NAME, "grid": job["experiment"], "workers": str(job["workers"])}
+    if job["cores"]:  # an equal-resources budget (its run folder .../cores<C>/)
+        tags["cores"] = str(job["cores"])
     if job["variant"]:  # one setting of a sweep: its name, and each swept field (variant.rho = 10)
         tags["variant"] = wc.variant.lstrip("/")
         tags.update({f"variant.{k}": v if isinstance(v, str) else json.dumps(v) for k, v in job["variant"].items()})

@@ -60,7 +60,7 @@ rule train:
         launcher=launcher,
         out=lambda wc, output: os.path.dirname(output.run),
     log:
-        f"{LOGS}/train/{{dataset}}/{{model}}/{{method}}/n{{splits}}/seed{{seed}}{{variant}}.log",
+        f"{LOGS}/train/{{dataset}}/{{model}}/{{method}}/n{{splits}}/seed{{seed}}{{cores}}{{variant}}.log",
     threads: job_threads
     resources:
         gpu=job_resource("gpus", 0),
@@ -71,6 +71,7 @@ rule train:
     wildcard_constraints:
         splits=r"\d+",
         seed=r"\d+",
+        cores=r"(/cores\d+)?",  # empty, or the folder of an experiment's `cores:` budget
         variant=r"(/[^/]+)?",  # empty, or a slash and the variant name (an experiment with a `grid:`)
     shell:
         "mkdir -p {params.out:q} && printf '%s' {params.point:q} > {params.out:q}/point.yaml &&"
