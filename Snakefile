@@ -27,6 +27,7 @@ if not workflow.overwrite_configfiles:
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/tuning.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/report.smk"
 
@@ -36,6 +37,7 @@ report: "workflow/report/workflow.rst"
 
 localrules:
     all,
+    select_settings,
     prepare_data,
     mlflow_experiment,
     mlflow_pipeline_run,
@@ -53,5 +55,7 @@ rule all:
         table_html=f"{RESULTS}/summary.html",  # summary.md rendered for the report
         # 3. figures: Figure 1 and 2 analogues, accuracy vs n, time to target, speedup (+ sweep)
         figures=FIGURE_FILES,
-        # 4. the MLflow run `<name> (pipeline)` holding the summary and the figures
+        # 4. with `tuning:`: what each method's trials selected (tuned.yaml, tuning.md)
+        tuning=[TUNED_FILE, f"{RESULTS}/tuning.md"] if TRIAL_RUNS else [],
+        # 5. the MLflow run `<name> (pipeline)` holding the summary and the figures
         mlflow=f"{RESULTS}/mlflow_pipeline_run.json",

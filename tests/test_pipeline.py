@@ -410,3 +410,56 @@ def test_dataset_rows_match_the_loader():
 
     d = load_dataset("digits")
     assert DATASET_ROWS["digits"] == (len(d.x_train), len(d.x_test))
+
+
+# ----------------------------------------------------------------------------- tuning protocol
+TUNE = {
+    "name": "tune",
+    "run": {"width": 16, "depth": 3, "threads": 1, "val_fraction": 0.25, "n_train": 400, "n_test": 100,
+            "checkpoint": False},
+    "experiments": [{"name": "t", "datasets": ["digits"], "model": "mlp", "methods": ["adam", "gsadmm"],
+                     "splits": [2], "seeds": [0, 1], "epochs": 2,
+                     "tuning": {"trials": 2, "epochs": 1, "seed": 7,
+                                "space": {"lr": [0.0003, 0.01], "rho": [1, 10], "gsadmm": {"lr": [0.01]}}}}],
+    "figures": {"figure1_splits": 2, "figure2_splits": [2], "target_train_acc": 0.3},
+}
+
+
+def test_tuning_selects_on_validation_then_runs_every_seed_with_the_selection(tmp_path: Path):
+    cfg_file = write_config(tmp_path / "tune.yaml", TUNE)
+    r = snakemake(tmp_path, "--cores", "2", "--configfile", str(cfg_file))
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
+    res = tmp_path / "results" / "tune"
+    trials = sorted(p.parent.relative_to(res / "runs") for p in (res / "runs").glob("*/*/*/*/seed7/*/run.json"))
+    # the same number of trials per method: adam's two lr, gsadmm's own lr with both rho
+    assert [str(t) for t in trials] == ["digits/mlp/adam/n1/seed7/lr0.0003", "digits/mlp/adam/n1/seed7/lr0.01",
+                                        "digits/mlp/gsadmm/n2/seed7/lr0.01-rho1", "digits/mlp/gsadmm/n2/seed7/lr0.01-rho10"]
+    selection = yaml.safe_load((res / "tuned.yaml").read_text())["selection"]
+    by_method = {s["method"]: s for s in selection}
+    for method, n in (("adam", 1), ("gsadmm", 2)):
+        runs = [json.loads(p.read_text()) for p in (res / "runs").glob(f"digits/mlp/{method}/n{n}/seed7/*/run.json")]
+        best = max(runs, key=lambda j: (j["final"]["val_acc"], -runs.index(j)))
+        assert by_method[method]["score"] == best["final"]["val_acc"]  # chosen on validation accuracy
+        for seed in (0, 1):
+            final = json.loads((res / f"runs/digits/mlp/{method}/n{n}/seed{seed}/run.json").read_text())
+            assert final["config"]["preset"] == "tuned" and final["preset_values"] == by_method[method]["settings"]
+            assert all(final["config"][k] == v for k, v in by_method[method]["settings"].items())
+    # the summary and figures hold the final runs only; tuning.md lists every trial
+    summary = pd.read_csv(res / "summary.csv")
+    assert sorted(summary["seed"]) == [0, 0, 1, 1] and "Paired difference" not in (res / "summary.md").read_text()
+    assert (res / "tuning.md").read_text().count("(selected)") == 2
+    again = snakemake(tmp_path, "--cores", "2", "--configfile", str(cfg_file), "-n")
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda e: e["tuning"].update(trials=3), "adam has 2 candidate settings (lr) but every method gets 3 trials"),
+    (lambda e: e.update(run={"val_fraction": 0.0}), "`tuning` selects on the validation split: set `val_fraction`"),
+    (lambda e: e.update(grid={"rho": [1, 10]}), "`grid` and `tuning` both set"),
+    (lambda e: e["tuning"]["space"].update(adam={"rho": [1]}), "tuning.space.adam names rho, which adam does not read"),
+])
+def test_tuning_plans_are_refused_with_a_clear_message(tmp_path: Path, change, message):
+    cfg = json.loads(json.dumps(TUNE))
+    change(cfg["experiments"][0])
+    r = snakemake(tmp_path, "-n", "--configfile", str(write_config(tmp_path / "c.yaml", cfg)))
+    assert r.returncode != 0 and message in r.stdout + r.stderr, (r.stdout + r.stderr)[-2000:]

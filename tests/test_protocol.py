@@ -220,13 +220,16 @@ def test_selection_is_on_validation_accuracy_and_skips_failed_trials():
     from tssm.tuning import select
 
     base = {"dataset": "d", "model": "mlp", "method": "gsadmm", "splits": 2}
-    rows = [{**base, "variant": "trial-0", "status": "finished", "final_val_acc": 0.70, "final_test_acc": 0.99, "rho": 1.0},
-            {**base, "variant": "trial-1", "status": "finished", "final_val_acc": 0.80, "final_test_acc": 0.10, "rho": 10.0},
-            {**base, "variant": "trial-2", "status": "diverged", "final_val_acc": 0.95, "final_test_acc": 0.5, "rho": 100.0}]
-    [best] = select(rows, {"trial-0": ["rho"], "trial-1": ["rho"], "trial-2": ["rho"]})
-    assert best["trial"] == "trial-1" and best["settings"] == {"rho": 10.0} and best["trials"] == 3
+    rows = [{**base, "variant": "rho1", "status": "finished", "final_val_acc": 0.70, "final_test_acc": 0.99,
+             "settings": {"rho": 1.0}},
+            {**base, "variant": "rho10", "status": "finished", "final_val_acc": 0.80, "final_test_acc": 0.10,
+             "settings": {"rho": 10.0}},
+            {**base, "variant": "rho100", "status": "diverged", "final_val_acc": 0.95, "final_test_acc": 0.5,
+             "settings": {"rho": 100.0}}]
+    [best] = select(rows)
+    assert best["trial"] == "rho10" and best["settings"] == {"rho": 10.0} and best["trials"] == 3
     with pytest.raises(ConfigError, match="no trial finished for d/mlp/gsadmm/2"):
-        select(rows[2:], {"trial-2": ["rho"]})
+        select(rows[2:])
 
 
 def test_preset_tuned_reads_the_selection(tmp_path):
@@ -241,3 +244,12 @@ def test_preset_tuned_reads_the_selection(tmp_path):
         RunConfig.from_dict({"method": "gsadmm", "splits": 3, "preset": "tuned", "tuned_file": str(path)})
     with pytest.raises(ConfigError, match="does not exist; run the pipeline's tuning first"):
         RunConfig.from_dict({"method": "gsadmm", "preset": "tuned", "tuned_file": str(tmp_path / "none.yaml")})
+
+
+def test_paired_difference_matches_the_controls_preset():
+    s = _fake_summary([0.50, 0.60, 0.70], [0.51, 0.62, 0.73])
+    s["preset"] = "paper"
+    other = _fake_summary([0.10, 0.10, 0.10], [0.90, 0.90, 0.90])
+    other["preset"] = "tuned"
+    t = summary.paired_table(pd.concat([s, other], ignore_index=True))
+    assert sorted(t["d_final_test_acc"].round(6)) == [2.0, 80.0]  # each against the frozen of its own preset

@@ -411,8 +411,10 @@ def markdown_table(summary: pd.DataFrame) -> str:
     budgets = has_budgets(summary)
     keys = ["dataset", "model", "method", "splits", *(["cores"] if budgets else []),
             *(["variant"] if has_variants(summary) else [])]
+    val = "final_val_acc" in summary and pd.to_numeric(summary["final_val_acc"], errors="coerce").notna().any()
     head = ["dataset", "model", "method", "n", *keys[4:], *(["ranks × threads"] if budgets else []), "runs",
-            "final train acc", "final test acc", "final train loss", "s/epoch", "move_1"]
+            "final train acc", *(["final val acc"] if val else []), "final test acc", "final train loss", "s/epoch",
+            "move_1"]
     lines = _table(head)
     if not len(summary):
         lines.append("| (no runs) |" + " |" * (len(head) - 1))
@@ -428,7 +430,8 @@ def markdown_table(summary: pd.DataFrame) -> str:
         if "layerwise" in g and g["layerwise"].astype(str).eq("True").all():
             shown[3] = "layerwise"  # the method splits at every layer: n does not apply
         cells = [*shown, *([resources_cell(ok if len(ok) else g)] if budgets else []), _runs_cell(g),
-                 _fmt(ok["final_train_acc"]), _fmt(ok["final_test_acc"]), _fmt(ok["final_train_loss"], 4),
+                 _fmt(ok["final_train_acc"]), *([_fmt(ok["final_val_acc"])] if val else []),
+                 _fmt(ok["final_test_acc"]), _fmt(ok["final_train_loss"], 4),
                  _fmt(ok["sec_per_epoch"], 3), _fmt(ok["move_1"], 3)]
         lines.append("| " + " | ".join(cells) + " |")
     notes = []
@@ -549,9 +552,9 @@ def _control_runs(ok: pd.DataFrame, row: pd.Series, control: str, fields: Sequen
     setting the control's runs vary themselves (e.g. the same init)."""
     c = ok[(ok["dataset"] == row["dataset"]) & (ok["model"] == row["model"]) & (ok["method"] == control)
            & (ok["splits"] == row["splits"])]
-    for f in fields:
-        if c[f].nunique() > 1:
-            c = c[c[f] == row[f]]
+    for f in [*fields, *(["preset"] if "preset" in ok else [])]:  # a tuned run against the tuned control
+        if c[f].astype(str).nunique() > 1:
+            c = c[c[f].astype(str) == str(row[f])]
     return c
 
 
@@ -572,19 +575,21 @@ def mean_ci(d: Sequence[float], level: float = 0.95) -> tuple[float, float, floa
 def paired_table(summary: pd.DataFrame, control: str = SWEEP_CONTROL,
                  metrics: Sequence[str] = ("final_test_acc", "final_val_acc", "final_train_acc")) -> pd.DataFrame:
     """Each split method's difference to ``control`` at the same n, paired by seed (same initial
-    weights and data order): per dataset/model/method/n/variant, the number of pairs and, per
+    weights and data order): per dataset/model/method/n/preset/variant, the number of pairs and, per
     metric, the mean difference and the half-width of its 95% interval, in points (100 x)."""
     fields = sweep_fields(summary)
     s = summary.copy()
     s["splits"] = pd.to_numeric(s["splits"], errors="coerce")
     s["variant"] = s["variant"].where(s["variant"].map(_is_variant), "") if "variant" in s else ""
+    s["preset"] = s["preset"].fillna("").astype(str) if "preset" in s else ""  # each preset against its own control
     ok = s[s["status"] == "finished"]
     subjects = ok[(ok["method"] != control) & (ok["splits"] > 1) & ~ok["layerwise"].astype(str).eq("True")]
     rows = []
-    for key, g in subjects.groupby(["dataset", "model", "method", "splits", "variant"], sort=True):
+    group = ["dataset", "model", "method", "splits", "preset", "variant"]
+    for key, g in subjects.groupby(group, sort=True):
         ctrl = _control_runs(ok, g.iloc[0], control, fields).drop_duplicates("seed").set_index("seed")
         pairs = g[g["seed"].isin(ctrl.index)].drop_duplicates("seed")
-        row = dict(zip(["dataset", "model", "method", "splits", "variant"], key), pairs=len(pairs))
+        row = dict(zip(group, key), pairs=len(pairs))
         for m in metrics:
             d = 100 * (pd.to_numeric(pairs[m], errors="coerce").to_numpy()
                        - pd.to_numeric(ctrl.loc[pairs["seed"], m], errors="coerce").to_numpy())
@@ -611,11 +616,12 @@ def paired_markdown(summary: pd.DataFrame, control: str = SWEEP_CONTROL) -> str:
         return f"{mean:+.2f} [{mean - half:+.2f}, {mean + half:+.2f}]{zero}"
 
     names = {"final_test_acc": "test", "final_val_acc": "validation", "final_train_acc": "train"}
-    head = ["dataset", "model", "method", "n", "variant", "pairs", *(f"Δ {names[m]} (pts), 95% CI" for m in shown)]
+    head = ["dataset", "model", "method", "n", "preset", "variant", "pairs",
+            *(f"Δ {names[m]} (pts), 95% CI" for m in shown)]
     lines = _table(head)
     for r in t.to_dict("records"):
         lines.append("| " + " | ".join([str(r["dataset"]), str(r["model"]), str(r["method"]), str(int(r["splits"])),
-                                         r["variant"] or "—", str(r["pairs"]),
+                                         r["preset"] or "—", r["variant"] or "—", str(r["pairs"]),
                                          *(cell(r[f"d_{m}"], r[f"ci_{m}"]) for m in shown)]) + " |")
     return (f"## Paired difference to `{control}`\n\nEach split method minus `{control}` at the same n, run by run "
             f"over the seeds both finished (same initial weights and data order): mean difference in points "

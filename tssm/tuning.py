@@ -54,12 +54,12 @@ def plan_trials(space: dict[str, Any], method: str, readable: set[str], trials: 
     return random.Random(f"{seed}/{method}").sample(points, trials)
 
 
-def select(rows: list[dict[str, Any]], settings: dict[str, list[str]], metric: str = SELECT_ON) -> list[dict[str, Any]]:
+def select(rows: list[dict[str, Any]], metric: str = SELECT_ON) -> list[dict[str, Any]]:
     """Per dataset/model/method/n, the finished trial with the best ``metric`` (ties: the
     earlier trial), with its settings: one dict per group, in the order groups first appear.
 
-    ``rows`` are summary rows (dicts) of the trials, each with a ``variant`` naming the trial;
-    ``settings`` maps a variant to the names of the settings that trial set."""
+    ``rows`` are summary rows (dicts) of the trials, each with ``variant`` (the trial's folder)
+    and ``settings`` (what the trial set)."""
     best: dict[tuple, dict[str, Any]] = {}
     counts: dict[tuple, int] = {}
     for r in rows:
@@ -71,7 +71,7 @@ def select(rows: list[dict[str, Any]], settings: dict[str, list[str]], metric: s
         if key not in best or value > best[key]["score"]:
             best[key] = {"dataset": key[0], "model": key[1], "method": key[2], "splits": key[3],
                          "trial": r["variant"], "score": value,
-                         "settings": {k: r[k] for k in settings[r["variant"]]}}
+                         "settings": dict(r["settings"])}
     missing = [k for k in counts if k not in best]
     if missing:
         raise ConfigError("tuning: no trial finished for " + ", ".join("/".join(map(str, k)) for k in missing)
@@ -101,8 +101,66 @@ def tuned_values(path: str | Path, dataset: str, model: str, method: str, splits
                       f"first or choose another preset")
 
 
+def trial_rows(run_files: list[str]) -> list[dict[str, Any]]:
+    """Summary rows of the trial runs, each with the settings its trial drew (its variant's)."""
+    from .summary import load_run, summary_row
+
+    rows = []
+    for f in run_files:
+        run = load_run(Path(f).parent)
+        row = summary_row(run)
+        row["settings"] = {k: run.config.get(k) for k in run.sweep}
+        rows.append(row)
+    return rows
+
+
+def selection_markdown(rows: list[dict[str, Any]], selected: list[dict[str, Any]]) -> str:
+    """Every trial, best first within each dataset/model/method/n; the selected one in bold."""
+    chosen = {(s["dataset"], s["model"], s["method"], int(s["splits"])): s["trial"] for s in selected}
+    lines = [f"# Tuning: every trial, selected on {SELECT_ON} (the validation split)\n",
+             "| dataset | model | method | n | settings | status | val acc | train acc | epochs |",
+             "|---|---|---|---:|---|---|---:|---:|---:|"]
+    key = lambda r: (r["dataset"], r["model"], r["method"], int(r["splits"]))  # noqa: E731
+    for r in sorted(rows, key=lambda r: (*key(r), -_nan_low(r.get(SELECT_ON)))):
+        text = ", ".join(f"{k}={v}" for k, v in sorted(r["settings"].items()))
+        if chosen.get(key(r)) == r["variant"]:
+            text = f"**{text}** (selected)"
+        lines.append(f"| {r['dataset']} | {r['model']} | {r['method']} | {int(r['splits'])} | {text} | {r['status']} | "
+                     f"{_num(r.get(SELECT_ON)):.4f} | {_num(r.get('final_train_acc')):.4f} | {r.get('epochs_done')} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m tssm.tuning RUN.json... --out tuned.yaml --md tuning.md``: select and write."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m tssm.tuning", description=main.__doc__)
+    ap.add_argument("runs", nargs="+", help="run.json of every trial")
+    ap.add_argument("--out", required=True, help="the selection (what preset 'tuned' reads)")
+    ap.add_argument("--md", help="a table of every trial")
+    a = ap.parse_args(argv)
+    rows = trial_rows(a.runs)
+    selected = select(rows)
+    write_selection(selected, a.out)
+    if a.md:
+        Path(a.md).write_text(selection_markdown(rows, selected))
+    for s in selected:
+        print(f"{s['dataset']}/{s['model']}/{s['method']}/n{s['splits']}: {s['settings']} "
+              f"({SELECT_ON} {s['score']:.4f}, best of {s['trials']})")
+    return 0
+
+
+def _nan_low(x: Any) -> float:
+    v = _num(x)
+    return -1.0 if math.isnan(v) else v
+
+
 def _num(x: Any) -> float:
     try:
         return float(x)
     except (TypeError, ValueError):
         return math.nan
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

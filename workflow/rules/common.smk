@@ -23,6 +23,8 @@ from snakemake.utils import validate
 sys.path.insert(0, str(workflow.basedir))  # this checkout's tssm package
 from tssm import layout
 from tssm.config import PIPELINE_FIELDS, method_class, pipeline_schema, reads, setting_owners
+from tssm.errors import ConfigError
+from tssm.tuning import plan_trials
 
 
 def _schema_file():
@@ -72,6 +74,8 @@ FIGS = config["figures"]
 # {variant} is empty for a run without a `grid:` (the plain layout), and a slash followed by
 # the variant name for one setting of a sweep: results/<name>/runs/.../seed{seed}/<variant name>/
 RUN_DIR = f"{RESULTS}/{layout.RUN_DIR}"
+# what the tuning selected (experiments with `tuning:`), read by their final runs (preset: tuned)
+TUNED_FILE = f"{RESULTS}/tuned.yaml"
 ENV_FILE = "../../envs/tssm.yaml"
 SCRIPTS = f"{REPO}/workflow/scripts"  # prepare_data.py, mlflow_experiment.py (via $TSSM_SCRIPTS), summary_html.py
 
@@ -208,9 +212,42 @@ def _expand_grid(cfg):
         where = f"experiment `{label}`"
         _check_run_keys(exp["run"], f"{where} `run`")
         _check_cores(exp, where)
+        if exp.get("tuning"):
+            _expand_tuning(grid, exp, label, {**cfg["run"], **exp["run"]}, where)
+            continue
         for variant, sweep in _variants(exp, where):
             _expand_variant(grid, exp, label, variant, sweep, {**cfg["run"], **exp["run"], **sweep})
     return grid
+
+
+#: grid keys of tuning trials: they feed the selection, not the summary and figures
+TRIALS = set()
+
+
+def _expand_tuning(grid, exp, label, run, where):
+    """An experiment with `tuning:`: per dataset/method/n, `trials` runs of `tuning.epochs` on
+    seed `tuning.seed` (each one setting drawn from `tuning.space`, the same count for every
+    method; variant folders named by their settings), then the experiment's seeds at full
+    length with `preset: tuned`, which reads the selection (TUNED_FILE) when it starts."""
+    t = exp["tuning"]
+    if exp.get("grid"):
+        raise WorkflowError(f"{where}: `grid` and `tuning` both set; the tuning draws the settings itself")
+    if not run.get("val_fraction"):
+        raise WorkflowError(f"{where}: `tuning` selects on the validation split: set `val_fraction` in `run:` "
+                            f"(e.g. 0.2)")
+    for method in exp["methods"]:
+        free = reads(method) - set(run)
+        try:
+            points = plan_trials(t["space"], method, free, t["trials"], t["seed"])
+        except ConfigError as e:
+            raise WorkflowError(f"{where}: {e}") from None
+        trial_exp = {**exp, "methods": [method], "seeds": [t["seed"]], "epochs": t["epochs"]}
+        for point in points:
+            before = set(grid)
+            _expand_variant(grid, trial_exp, label, variant_name(point), point, {**run, **point})
+            TRIALS.update(set(grid) - before)
+    final = {**run, "preset": "tuned", "tuned_file": TUNED_FILE}
+    _expand_variant(grid, exp, label, "", {}, final)
 
 
 def _check_cores(exp, where):
@@ -282,11 +319,21 @@ def _expand_variant(grid, exp, label, variant, sweep, run):
 GRID = _expand_grid(config)
 
 
-ALL_RUNS = [f"{layout.run_dir(RESULTS, *key)}/run.json" for key in sorted(GRID, key=lambda k: tuple(map(str, k)))]
+def _run_files(keys):
+    return [f"{layout.run_dir(RESULTS, *key)}/run.json" for key in sorted(keys, key=lambda k: tuple(map(str, k)))]
+
+
+ALL_RUNS = _run_files(set(GRID) - TRIALS)
+TRIAL_RUNS = _run_files(TRIALS)
 DATASETS = sorted({key[0] for key in GRID})
-HAS_VARIANTS = any(key[6] for key in GRID)
+HAS_VARIANTS = any(key[6] for key in set(GRID) - TRIALS)
 FIGURE_STEMS = layout.figure_stems(HAS_VARIANTS)  # the sweep figure only for a config with variants
 FIGURE_FILES = [f"{FIGDIR}/{stem}.{ext}" for stem in FIGURE_STEMS for ext in ("png", "pdf")]
+
+
+def tuned_input(wc):
+    """The selection a final run of a tuned experiment reads (nothing for other runs)."""
+    return [TUNED_FILE] if grid_job(wc)["settings"].get("preset") == "tuned" else []
 
 
 def grid_job(wc):

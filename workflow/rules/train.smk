@@ -51,6 +51,7 @@ rule train:
         # ancient(): these only order the jobs; re-creating a marker must not re-run training
         experiment=ancient(rules.mlflow_experiment.output.marker),
         data=lambda wc: ancient(data_marker(wc.dataset)),
+        tuned=tuned_input,  # a tuned experiment's final runs start after the selection
     output:
         run=f"{RUN_DIR}/run.json",
         metrics=f"{RUN_DIR}/metrics.csv",
