@@ -78,7 +78,8 @@ def write_config(path: Path, cfg: dict) -> Path:
 
 
 # --------------------------------------------------------------------------- dry runs
-@pytest.mark.parametrize("name, expected", [("config", 69), ("fashion", 12), ("paper", 303), ("sweep", 54)])
+@pytest.mark.parametrize("name, expected", [("config", 69), ("fashion", 6), ("fashion-splits", 11), ("paper", 303),
+                                            ("sweep", 54)])
 def test_dry_run_lists_the_full_grid(tmp_path: Path, name: str, expected: int):
     cfg_file = CONFIGS / f"{name}.yaml"
     cfg = yaml.safe_load(cfg_file.read_text())
@@ -463,3 +464,18 @@ def test_tuning_plans_are_refused_with_a_clear_message(tmp_path: Path, change, m
     change(cfg["experiments"][0])
     r = snakemake(tmp_path, "-n", "--configfile", str(write_config(tmp_path / "c.yaml", cfg)))
     assert r.returncode != 0 and message in r.stdout + r.stderr, (r.stdout + r.stderr)[-2000:]
+
+
+def test_verdict_config_plans_presets_and_equal_tuning(tmp_path: Path):
+    cfg = yaml.safe_load((CONFIGS / "verdict.yaml").read_text())
+    expected = 0
+    for exp in cfg["experiments"]:
+        points = sum(len(exp["splits"]) if m in SPLIT_METHODS else 1 for m in exp["methods"])
+        if exp.get("tuning"):  # trials per point, then every seed of every point
+            expected += points * exp["tuning"]["trials"] + points * len(exp["seeds"])
+        else:
+            expected += points * len(exp["seeds"]) * len(exp["grid"]["preset"])
+    r = snakemake(tmp_path, "-n", "--configfile", str(CONFIGS / "verdict.yaml"))
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    counts = job_counts(r.stdout + r.stderr)
+    assert counts["train"] == expected == 338 and counts["select_settings"] == 1

@@ -337,7 +337,7 @@ def tuned_input(wc):
 
 
 def grid_job(wc):
-    cores = int(wc.cores[len("/cores"):]) if wc.cores else None  # "" or "/cores<C>"
+    cores = int(re.sub(r"\D", "", wc.cores)) if wc.cores else None  # empty, or a cores<C> folder
     key = (wc.dataset, wc.model, wc.method, int(wc.splits), int(wc.seed), cores, wc.variant.lstrip("/"))
     try:
         return GRID[key]
