@@ -118,6 +118,39 @@ def test_concurrent_runs_lose_nothing(tmp_path):
         assert sorted(m.step for m in hist) == [0, 1, 2, 3]
 
 
+def _steps(uri, experiment):
+    """{run status: sorted steps of its train_time_s} of every run of ``experiment`` in ``uri``."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    return [(r.info.status, sorted(m.step for m in client.get_metric_history(r.info.run_id, "train_time_s")), r.data.tags)
+            for r in runs]
+
+
+def test_resume_with_another_tracking_uri_records_every_epoch(tmp_path, capsys):
+    """Killed, then resumed with another --tracking-uri: the new store gets one run holding every
+    epoch (the earlier ones too), and the first store's run is closed KILLED, not left RUNNING."""
+    first, second = f"sqlite:///{tmp_path}/a.db", f"sqlite:///{tmp_path}/b.db"
+    args = ["--method", "gsadmm", "--splits", "2", "--epochs", "12", "--checkpoint", "true", "--experiment", "moved"]
+    out = tmp_path / "run"
+    p = _popen([*args, "--tracking-uri", first], out)
+    deadline = time.time() + 60
+    while _rows(out) < 4 and time.time() < deadline and p.poll() is None:
+        time.sleep(0.05)
+    assert p.poll() is None, "finished before it could be killed"
+    p.send_signal(signal.SIGKILL)
+    p.communicate(timeout=60)
+    assert main(["train", *SMALL, *args, "--tracking-uri", second, "--out", str(out)]) == 0
+    assert "was logged to " + first in capsys.readouterr().err
+    [(status, steps, tags)] = _steps(second, "moved")
+    assert status == "FINISHED" and steps == list(range(13)) and tags["resumed_from_run"].startswith(first)
+    [(old_status, old_steps, old_tags)] = _steps(first, "moved")
+    assert old_status == "KILLED" and old_tags["continued_in"].startswith(second) and old_steps
+    info = json.loads((out / "run.json").read_text())
+    assert info["status"] == "finished" and info["mlflow_run_id"] in old_tags["continued_in"]
+
+
 def test_run_files_follow_the_umask(tmp_path):
     """Records are readable by the group/others as the umask allows (not mkstemp's 0600)."""
     old = os.umask(0o022)
