@@ -432,8 +432,7 @@ class Recorder:
 
     def __init__(self, cfg: RunConfig, env: dict[str, Any], *, log_system_metrics: bool = False):
         self.cfg = cfg
-        self.out = Path(cfg.out)
-        self.out.mkdir(parents=True, exist_ok=True)
+        self.out = Path(cfg.out)  # made and checked when the run claims it (tssm.rundir)
         self.env = env
         self.rows: list[dict[str, float]] = []
         self.commit = git_commit()
