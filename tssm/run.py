@@ -25,7 +25,7 @@ import torch
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import RunConfig
 from .data import Dataset, load_dataset
-from .errors import ConfigError, DistributedError, DivergenceError, Interrupted
+from .errors import ConfigError, DistributedError, DivergenceError, Interrupted, exit_before_start
 from .evaluate import Evaluation, finalize
 from .models import build_model
 from .parallel import (DistributedExecutor, Executor, SerialExecutor, agree_on_config, init_distributed,
@@ -223,6 +223,8 @@ def train(cfg: RunConfig, *, progress: bool = True, overwrite: bool = False) -> 
 
 
 def train_claimed(session: Session, progress: bool) -> dict[str, Any]:
+    if signal.getsignal(signal.SIGINT) is exit_before_start:  # from here Ctrl-C is recorded as interrupted
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     cfg = session.cfg
     state = resume_or_initialise(session)
     ex, recorder = session.executor, session.recorder
