@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import re
 import gzip
 import json
 import os
@@ -351,11 +352,12 @@ def _interrupted_store(c: Ctx) -> Outcome:
 
 @case("two first runs on a fresh store at once", 0)
 def _fresh_store_race(c: Ctx) -> Outcome:
+    t0 = time.time()
     ps = [c.popen("train", *TINY, "--checkpoint", "false", "--epochs", "2", "--seed", str(s), "--experiment",
                   EXPERIMENT, "--out", str(c.tmp / f"r{s}")) for s in (0, 1)]
     done = [Proc("", p.wait(timeout=180), p.communicate()[1], 0.0) for p in ps]
     p = Proc("2 x tssm train --seed S --out $T/rS (fresh store)", max(d.code for d in done),
-             "".join(d.stderr for d in done), 0.0)
+             "".join(d.stderr for d in done), time.time() - t0)
     runs = mlflow_runs(c.uri)
     return Outcome(p, kept(None, c.uri), None if runs == Counter(FINISHED=2) else f"{dict(runs)}")
 
@@ -694,8 +696,11 @@ COLUMNS = ["case", "command", "exit", "message", "kept", "secs", "result"]
 
 
 def first_line(stderr: str) -> str:
+    """The user's message: the first ``error:``/``warning:``/``note:`` line (argparse prints its
+    usage first), else the first line."""
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    return lines[0] if lines else ""
+    said = [line for line in lines if re.search(r"(^|: )(error|warning|note): ", line)]
+    return (said or lines or [""])[0]
 
 
 def judge(case_: Case, o: Outcome) -> str:
