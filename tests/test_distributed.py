@@ -179,3 +179,27 @@ def test_two_nodes_of_one_rank_on_loopback_choose_gloo_on_cpu(tmp_path):
     rel = ((s[cols] - d[cols]).abs() / s[cols].abs().clip(lower=1e-8)).max().max()
     assert rel < 1e-5, (s[cols] - d[cols]).abs().max()
     assert "backend" not in json.loads((tmp_path / "serial" / "run.json").read_text())["environment"]
+
+
+def test_rank_whose_master_port_is_held_fails_fast(tmp_path):
+    """Another program holds MASTER_PORT (accepts connections, never answers): a non-zero rank
+    stops within about --dist-timeout with one line naming the address and port, not a hang."""
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen(8)
+        port = holder.getsockname()[1]
+        env = {**os.environ, "RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1", "MASTER_ADDR": "127.0.0.1",
+               "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1"}
+        t0 = time.time()
+        p = subprocess.run([sys.executable, "-m", "tssm", "train", *ARGS, "--method", "gsadmm", "--splits", "2",
+                            "--dist-timeout", "5", "--out", str(tmp_path / "r")],
+                           capture_output=True, text=True, timeout=90, env=env)
+        elapsed = time.time() - t0
+    assert p.returncode == 2, p.stderr[-2000:]
+    assert elapsed < 60
+    line = p.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: rank 1 could not join") and f"MASTER_ADDR=127.0.0.1 MASTER_PORT={port}" in line
+    assert "Traceback" not in p.stderr
+    assert not (tmp_path / "r" / "run.json").exists()

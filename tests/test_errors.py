@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -129,3 +130,40 @@ def test_malformed_tag_flag(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(BASE + ["--tags", "foo", "--out", str(tmp_path / "r")])
     assert e.value.code == 2 and "expected KEY=VALUE" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("where, message", [("file", "it is a file, not a folder"),
+                                            ("/proc/tssm-run", "No such file or directory")])
+def test_unusable_out_folder(where, message, tmp_path, capsys):
+    """A file, or a place nothing can be written, as --out: one line naming the folder, and no
+    MLflow run is started (so none is left RUNNING)."""
+    out = tmp_path / "file" if where == "file" else Path(where)
+    if where == "file":
+        out.write_text("x")
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    code = main(["train", "--dataset", "digits", "--width", "8", "--depth", "3", "--epochs", "1", "--no-progress",
+                 "--tracking-uri", uri, "--experiment", "ro", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and f"error: cannot write the run folder {out}: {message}; choose another --out" in err, err
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    assert len(mlflow.search_runs(experiment_names=["ro"])) == 0
+
+
+@pytest.mark.parametrize("delay", [0.3, 0.7, 1.2])
+def test_ctrl_c_during_start_up_is_one_line(delay, tmp_path):
+    """Ctrl-C while torch, numpy or sklearn are still being imported: exit 4 and one line, never a
+    traceback (an interrupted import can otherwise surface as a RecursionError)."""
+    import signal
+    import time
+
+    p = subprocess.Popen([sys.executable, "-m", "tssm", *BASE, "--out", str(tmp_path / "r")], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as at a terminal
+    time.sleep(delay)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    if p.returncode == 0:
+        pytest.skip("the run finished before the signal")
+    assert p.returncode == 4 and err.startswith("error: interrupted by the user") and "Traceback" not in err, err

@@ -118,6 +118,80 @@ def test_concurrent_runs_lose_nothing(tmp_path):
         assert sorted(m.step for m in hist) == [0, 1, 2, 3]
 
 
+def _steps(uri, experiment):
+    """{run status: sorted steps of its train_time_s} of every run of ``experiment`` in ``uri``."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    return [(r.info.status, sorted(m.step for m in client.get_metric_history(r.info.run_id, "train_time_s")), r.data.tags)
+            for r in runs]
+
+
+def test_resume_with_another_tracking_uri_records_every_epoch(tmp_path, capsys):
+    """Killed, then resumed with another --tracking-uri: the new store gets one run holding every
+    epoch (the earlier ones too), and the first store's run is closed KILLED, not left RUNNING."""
+    first, second = f"sqlite:///{tmp_path}/a.db", f"sqlite:///{tmp_path}/b.db"
+    args = ["--method", "gsadmm", "--splits", "2", "--epochs", "12", "--checkpoint", "true", "--experiment", "moved"]
+    out = tmp_path / "run"
+    p = _popen([*args, "--tracking-uri", first], out)
+    deadline = time.time() + 60
+    while _rows(out) < 4 and time.time() < deadline and p.poll() is None:
+        time.sleep(0.05)
+    assert p.poll() is None, "finished before it could be killed"
+    p.send_signal(signal.SIGKILL)
+    p.communicate(timeout=60)
+    assert main(["train", *SMALL, *args, "--tracking-uri", second, "--out", str(out)]) == 0
+    assert "was logged to " + first in capsys.readouterr().err
+    [(status, steps, tags)] = _steps(second, "moved")
+    assert status == "FINISHED" and steps == list(range(13)) and tags["resumed_from_run"].startswith(first)
+    [(old_status, old_steps, old_tags)] = _steps(first, "moved")
+    assert old_status == "KILLED" and old_tags["continued_in"].startswith(second) and old_steps
+    info = json.loads((out / "run.json").read_text())
+    assert info["status"] == "finished" and info["mlflow_run_id"] in old_tags["continued_in"]
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (os.system, (f"touch {os.environ['TSSM_TEST_MARKER']}",))
+
+
+@pytest.mark.parametrize("content, why", [
+    ("garbage", "not a readable checkpoint"),  # what torch's loader says varies with the bytes
+    ("not ours", "not a tssm checkpoint"),
+    ("runs code", "holds objects other than tensors and plain data"),
+    ("other ranks", "lacks subnetwork 2: made by a run with other ranks"),
+])
+def test_unusable_checkpoint_is_ignored_with_one_line(content, why, tmp_path, capsys, monkeypatch):
+    """A checkpoint that is not ours, or a tampered one, is never loaded (no code runs) and never
+    stops the run: one warning line says why, and the run starts over."""
+    import torch
+
+    from tssm.config import RunConfig
+
+    args = ["--method", "gsadmm", "--splits", "2", "--epochs", "1", "--mlflow", "false", "--checkpoint", "true"]
+    out, marker = tmp_path / "run", tmp_path / "code-ran"
+    monkeypatch.setenv("TSSM_TEST_MARKER", str(marker))
+    (out / "checkpoint").mkdir(parents=True)
+    ckpt = out / "checkpoint" / "rank0.pt"
+    if content == "garbage":
+        ckpt.write_bytes(b"\x80\x02" + bytes(range(40, 256)) * 8)
+    elif content == "not ours":
+        torch.save({"weights": torch.zeros(3)}, ckpt)
+    elif content == "runs code":
+        torch.save({"config_hash": _RunsCode(), "train_state": {}, "stages": {}}, ckpt)
+    else:  # what rank 0 of a 2-rank run holds: only its own subnetwork
+        cfg = RunConfig.from_dict(dict(dataset="digits", width=64, depth=6, threads=1, method="gsadmm", splits=2,
+                                       epochs=1, mlflow=False, checkpoint=True, out=str(out)))
+        torch.save({"config_hash": cfg.config_hash(), "train_state": {}, "stages": {0: {}}}, ckpt)
+    assert main(["train", *SMALL, *args, "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert f"warning: ignoring unusable checkpoint {ckpt} (" in err and why in err, err
+    assert "UserWarning" not in err and len(err.strip().splitlines()) == 1, err
+    assert not marker.exists()
+    assert _rows(out) == 2 and json.loads((out / "run.json").read_text())["status"] == "finished"
+
+
 def test_run_files_follow_the_umask(tmp_path):
     """Records are readable by the group/others as the umask allows (not mkstemp's 0600)."""
     old = os.umask(0o022)

@@ -11,8 +11,8 @@ data only and are loaded with ``weights_only=True``: a tampered file cannot run 
 from __future__ import annotations
 
 import os
+import pickle
 import tempfile
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,7 +20,20 @@ import torch
 
 from .config import RunConfig
 from .solvers import Solver, Stage
-from .tracking import current_umask
+from .tracking import current_umask, warn
+
+
+def _one_line(e: Exception) -> str:
+    """The first line of an error (torch's refusals of unsafe pickles run to a page)."""
+    if isinstance(e, pickle.UnpicklingError):  # torch's page of text; the unpickler's reason is its last line
+        lines = [x.strip() for x in str(e).split("Check the documentation")[0].splitlines() if x.strip()]
+        reason = lines[-1] if lines else "unpickling failed"
+        if "unsupported global" in reason.lower():
+            return f"it holds objects other than tensors and plain data, which could run code ({reason})"[:300]
+        return f"not a readable checkpoint: {reason}"[:300]
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0] if text else ''}"[:300]
+
 
 if TYPE_CHECKING:
     from .run import TrainState
@@ -62,12 +75,16 @@ def load_checkpoint(path: Path, cfg: RunConfig, stages: list[Stage], solver: Sol
         return None
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(blob, dict) or not {"config_hash", "train_state", "stages"} <= set(blob):
+            raise ValueError("not a tssm checkpoint")
         if blob.get("config_hash") != cfg.config_hash():
-            warnings.warn(f"ignoring checkpoint {path}: it was made by a different config; starting from scratch")
+            warn(f"ignoring checkpoint {path}: it was made by a different config; starting from scratch")
             return None
         saved = [blob["stages"][st.index] for st in stages]
     except Exception as e:  # not a checkpoint of ours, truncated, or made for other ranks
-        warnings.warn(f"ignoring unusable checkpoint {path} ({type(e).__name__}: {e}); starting from scratch")
+        why = (f"it lacks subnetwork {e.args[0] + 1}: made by a run with other ranks"
+               if isinstance(e, KeyError) and isinstance(e.args[0], int) else _one_line(e))
+        warn(f"ignoring unusable checkpoint {path} ({why}); starting from scratch")
         return None
     device = next(iter(stages[0].net.parameters())).device if stages else torch.device("cpu")
     for st, s in zip(stages, saved):

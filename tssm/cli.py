@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import typing
 from dataclasses import MISSING, fields
@@ -20,7 +21,7 @@ from typing import Any
 
 from . import __version__
 from .config import RunConfig, field_type
-from .errors import Interrupted, TSSMError
+from .errors import NOTHING_TRAINED, Interrupted, TSSMError, exit_before_start
 
 
 def _parse_bool(s: str) -> bool:
@@ -132,6 +133,20 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``tssm``: the exit status (see the module docstring). Ctrl-C at any point of start-up,
+    importing torch included, is the one-line error and exit 4, never a traceback: a process of
+    its own (``argv`` None) ends at once (:func:`tssm.errors.exit_before_start`) until training
+    starts, which handles Ctrl-C itself."""
+    if argv is None and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, exit_before_start)
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print(f"error: {NOTHING_TRAINED}", file=sys.stderr)
+        return 4
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
     if args.command in FORWARDED:
@@ -154,9 +169,6 @@ def main(argv: list[str] | None = None) -> int:
                 return 3
     except Interrupted as e:  # stopped after a checkpoint: the same command resumes it
         print(f"error: {e}", file=sys.stderr)
-        return 4
-    except KeyboardInterrupt:  # before training started (or while recording): nothing to resume
-        print("error: interrupted by the user before the run started; nothing was trained", file=sys.stderr)
         return 4
     except TSSMError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -380,9 +380,11 @@ def _load_torchvision(key: str, root: Path, download: bool, factor: int) -> Data
         train = local_cls(os.fspath(root), train=True, download=False)
         test = local_cls(os.fspath(root), train=False, download=False)
     except Exception as e:
-        detail = _one_line(e) if str(e).strip() else "unexpected file format: bad magic number or size"
+        # torchvision's reader only asserts the IDX header: say what that means, not "AssertionError"
+        detail = (f"{type(e).__name__}: {_one_line(e)}" if str(e).strip() and not isinstance(e, AssertionError)
+                  else "unexpected file format: bad magic number or size")
         raise DataUnavailableError(
-            f"dataset {key!r}: the files in {folder} could not be read ({type(e).__name__}: {detail}); "
+            f"dataset {key!r}: the files in {folder} could not be read ({detail}); "
             f"they are probably truncated or corrupt: delete {folder} and get them again.\n"
             + _how_to_fix(key, download_cls, root)
         ) from e

@@ -36,3 +36,20 @@ class Interrupted(TSSMError):
 
 class DistributedError(TSSMError):
     """A peer rank died, stalled or was misconfigured."""
+
+
+#: What Ctrl-C before training says (after a checkpoint, the run itself says how to resume).
+NOTHING_TRAINED = "interrupted by the user before the run started; nothing was trained"
+
+
+def exit_before_start(signum, frame) -> None:
+    """SIGINT handler of a ``tssm`` process until its training starts: one line, exit 4.
+
+    A KeyboardInterrupt raised inside an import (torch, numpy, sklearn) can leave a module half
+    made and surface as another error with a traceback; before training there is nothing to
+    save, so the process ends at once instead."""
+    import os
+    import sys
+
+    print(f"error: {NOTHING_TRAINED}", file=sys.stderr, flush=True)
+    os._exit(4)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import collections
 import datetime
 import os
+import sys
+import threading
 import time
 from collections.abc import Sequence
 from typing import Protocol
@@ -293,7 +295,7 @@ def init_distributed(device: str, timeout_s: float) -> tuple[int, int, torch.dev
         dev = comm = torch.device("cpu")
         backend = "gloo"
     if not dist.is_initialized():
-        dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
+        join_process_group(backend, rank, timeout_s)
     return rank, dist.get_world_size(), dev, comm
 
 
@@ -303,6 +305,44 @@ def comm_record(comm_device: torch.device) -> dict[str, object]:
     the GPUs (LOCAL_WORLD_SIZE)."""
     return {"backend": dist.get_backend(), "comm_device": str(comm_device),
             "local_world_size": int(os.environ.get("LOCAL_WORLD_SIZE", dist.get_world_size()))}
+
+
+#: Seconds past ``dist_timeout`` before a join that is still blocked is given up.
+JOIN_GRACE_S = 5.0
+
+
+def _join_error(rank: int, timeout_s: float, cause: str) -> str:
+    """The one line for a rank that cannot join: where it looked and what to check."""
+    addr, port = os.environ.get("MASTER_ADDR", "?"), os.environ.get("MASTER_PORT", "?")
+    check = ("that every rank was started with the same WORLD_SIZE, MASTER_ADDR and MASTER_PORT" if rank == 0 else
+             f"that rank 0 runs with the same MASTER_ADDR and MASTER_PORT and is reachable, and that no other "
+             f"program holds port {port} (ss -ltnp | grep {port})")
+    return (f"rank {rank} could not join the process group at MASTER_ADDR={addr} MASTER_PORT={port} within "
+            f"dist_timeout={timeout_s:g}s ({cause}); check {check}")
+
+
+def join_process_group(backend: str, rank: int, timeout_s: float) -> None:
+    """``init_process_group`` that ends within about ``timeout_s``.
+
+    torch's own timeout does not cover every wait: a rank whose MASTER_PORT is held by a
+    program that accepts connections but is not rank 0's store blocks in the store's handshake
+    forever. A watchdog thread ends such a process with the one-line error (exit 2); nothing
+    has been written yet, so there is nothing to record."""
+    def give_up() -> None:
+        print(f"error: {_join_error(rank, timeout_s, 'no answer from a torch.distributed store there')}",
+              file=sys.stderr, flush=True)
+        os._exit(2)
+
+    watchdog = threading.Timer(timeout_s + JOIN_GRACE_S, give_up)
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
+    except Exception as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DistributedError(_join_error(rank, timeout_s, first)) from None
+    finally:
+        watchdog.cancel()
 
 
 def agree_on_config(settings: dict, rank: int, world: int) -> None:

@@ -25,7 +25,7 @@ import torch
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import RunConfig
 from .data import Dataset, load_dataset
-from .errors import ConfigError, DistributedError, DivergenceError, Interrupted
+from .errors import ConfigError, DistributedError, DivergenceError, Interrupted, exit_before_start
 from .evaluate import Evaluation, finalize
 from .models import build_model
 from .parallel import (DistributedExecutor, Executor, SerialExecutor, agree_on_config, comm_record, init_distributed,
@@ -179,13 +179,14 @@ class TrainState:
     last_train_loss: float | None = None  # the last recorded epoch's composed training loss
     rows: list[dict[str, float]] = field(default_factory=list)  # the per-epoch record so far
     mlflow_run_id: str | None = None
+    tracking_uri: str | None = None  # the store mlflow_run_id lives in
 
     def state_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_state_dict(cls, d: dict[str, Any]) -> "TrainState":
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__})
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})  # older checkpoints lack some
 
 
 @dataclass
@@ -222,6 +223,8 @@ def train(cfg: RunConfig, *, progress: bool = True, overwrite: bool = False) -> 
 
 
 def train_claimed(session: Session, progress: bool) -> dict[str, Any]:
+    if signal.getsignal(signal.SIGINT) is exit_before_start:  # from here Ctrl-C is recorded as interrupted
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     cfg = session.cfg
     state = resume_or_initialise(session)
     ex, recorder = session.executor, session.recorder
@@ -230,6 +233,7 @@ def train_claimed(session: Session, progress: bool) -> dict[str, Any]:
         try:
             if state.epoch == 0:  # epoch 0: the initial state, the same for every method
                 record_epoch(session, state, initial_row(session))
+                publish(session)
             for epoch in range(state.epoch + 1, cfg.epochs + 1):
                 row = train_epoch(session, state, epoch)
                 bar.update(epoch, row)
@@ -317,8 +321,8 @@ def resume_or_initialise(s: Session) -> TrainState:
         s.executor.drain()
     if s.recorder:
         s.recorder.rows = state.rows
-        s.recorder.start_mlflow(resume_run_id=state.mlflow_run_id, dataset=s.problem.data)
-        state.mlflow_run_id = s.recorder.run_id
+        s.recorder.start_mlflow(resume_run_id=state.mlflow_run_id, resume_uri=state.tracking_uri, dataset=s.problem.data)
+        state.mlflow_run_id, state.tracking_uri = s.recorder.run_id, s.recorder.tracking_uri
     return state
 
 
@@ -386,6 +390,7 @@ def train_epoch(s: Session, state: TrainState, epoch: int) -> dict[str, float]:
     state.epoch = epoch
     if cfg.checkpoint:
         save_checkpoint(s.ckpt_path, cfg, state, ex.stages, s.solver)
+    publish(s)
     return row
 
 
@@ -396,6 +401,13 @@ def record_epoch(s: Session, state: TrainState, row: dict[str, float]) -> None:
         s.recorder.log_epoch(row)  # appends to state.rows (the recorder's rows)
     else:
         state.rows.append(row)
+
+
+def publish(s: Session) -> None:
+    """MLflow gets the epochs after the checkpoint holds them: a run killed in between logs
+    them on resume (the checkpoint's rows), never twice (a rerun epoch was not logged)."""
+    if s.recorder:
+        s.recorder.log_pending()
 
 
 def record_failure(recorder: Recorder, reason: str) -> None:

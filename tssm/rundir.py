@@ -52,8 +52,8 @@ class RunFolder:
             probe.write_text("")
             probe.unlink()
         except OSError as e:
-            raise RunFolderError(f"cannot write the run folder {self.out}: {e.strerror or e}; "
-                                 f"choose another --out") from None
+            what = "it is a file, not a folder" if self.out.is_file() else (e.strerror or str(e))
+            raise RunFolderError(f"cannot write the run folder {self.out}: {what}; choose another --out") from None
         if lock:
             self._lock()
         owner = self._owner()

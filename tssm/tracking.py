@@ -428,12 +428,15 @@ class Recorder:
     ``connect()`` (when the run starts) opens the store and the experiment, ``start_mlflow()``
     creates (or, resuming, reopens) the run; either raises :class:`TrackingError`. Later
     failures stop the MLflow logging and close the run FAILED with the tag ``tracking_error``.
+
+    ``log_epoch`` writes an epoch to the files; ``log_pending`` sends MLflow every epoch it does
+    not hold yet (the loop calls it after the epoch's checkpoint). So a run killed between the
+    two, or resumed against another store, ends with each epoch in its MLflow run exactly once.
     ``log_system_metrics`` adds MLflow's CPU/GPU/memory/disk sampling (off by default)."""
 
     def __init__(self, cfg: RunConfig, env: dict[str, Any], *, log_system_metrics: bool = False):
         self.cfg = cfg
-        self.out = Path(cfg.out)
-        self.out.mkdir(parents=True, exist_ok=True)
+        self.out = Path(cfg.out)  # made and checked when the run claims it (tssm.rundir)
         self.env = env
         self.rows: list[dict[str, float]] = []
         self.commit = git_commit()
@@ -442,6 +445,7 @@ class Recorder:
         self._mlflow = None  # the client, while the run is being logged
         self._experiment = None
         self._run_id: str | None = None
+        self._logged_step = -1  # the last epoch the MLflow run holds
         self._artifact_uri: str | None = None
         self._error: str | None = None  # the first MLflow failure after the start
         self._monitor = None
@@ -471,16 +475,26 @@ class Recorder:
         self._experiment = ensure_experiment(client, self.tracking_uri, self.cfg.experiment)
         self._mlflow = client
 
-    def start_mlflow(self, resume_run_id: str | None = None, dataset=None) -> None:
-        """Create the run (tags, params, the dataset as input) or, resuming, reopen it."""
+    def start_mlflow(self, resume_run_id: str | None = None, dataset=None, resume_uri: str | None = None) -> None:
+        """Create the run (tags, params, the dataset as input) or, resuming, reopen it; then log
+        the epochs it lacks (a resumed run's earlier epochs, when it had to be created anew).
+
+        ``resume_uri`` is the store the checkpoint's run was logged to: a run resumed against
+        another store gets a new run there with every epoch so far, and the old one is closed
+        KILLED (tag ``continued_in``) where the old store can still be reached."""
         if not self.cfg.mlflow:
             return
         self.connect()
         client = self._mlflow
         try:
-            if resume_run_id and self._reopen(resume_run_id):
+            if resume_run_id and self._reopen(resume_run_id, resume_uri):
+                self._start_monitor()
+                self.log_pending()
                 return
-            run = retry_locked(client.create_run, self._experiment.experiment_id, tags=self.tags(),
+            tags = self.tags()
+            if resume_run_id:
+                tags["resumed_from_run"] = f"{resume_uri or self.tracking_uri} {resume_run_id}"
+            run = retry_locked(client.create_run, self._experiment.experiment_id, tags=tags,
                                run_name=self.run_name())
             self._run_id, self._artifact_uri = run.info.run_id, run.info.artifact_uri
             from mlflow.entities import InputTag, Param
@@ -499,21 +513,39 @@ class Recorder:
                     client.set_terminated(self._run_id, "FAILED")
             raise TrackingError(f"cannot start the MLflow run in experiment {self.cfg.experiment!r} of "
                                 f"{self.tracking_uri}: {short_error(e)}") from None
+        if resume_run_id:
+            self._close_moved_run(resume_uri, resume_run_id)
         self._start_monitor()
+        self.log_pending()
 
-    def _reopen(self, run_id: str) -> bool:
-        """Continue a resumed run's MLflow run; False (and a new run) when it is gone."""
+    def _reopen(self, run_id: str, resume_uri: str | None) -> bool:
+        """Continue a resumed run's MLflow run (and learn the last epoch it holds); False (and a
+        new run) when this store does not have it."""
         try:
             run = retry_locked(self._mlflow.get_run, run_id)
         except Exception as e:
             if "RESOURCE_DOES_NOT_EXIST" in str(e) or "not found" in str(e).lower():
-                warn(f"the MLflow run {run_id} of the checkpoint is gone; this run gets a new one")
+                moved = resume_uri is not None and resume_uri != self.tracking_uri
+                why = f"was logged to {resume_uri}, not {self.tracking_uri}" if moved else f"is gone from {self.tracking_uri}"
+                warn(f"the MLflow run {run_id} of the checkpoint {why}; this run gets a new MLflow run there "
+                     f"holding epochs 0-{len(self.rows) - 1} so far")
                 return False
             raise
         self._run_id, self._artifact_uri = run_id, run.info.artifact_uri
+        history = retry_locked(self._mlflow.get_metric_history, run_id, "train_time_s")
+        self._logged_step = max((m.step for m in history), default=-1)
         retry_locked(self._mlflow.update_run, run_id, status="RUNNING")
-        self._start_monitor()
         return True
+
+    def _close_moved_run(self, uri: str | None, run_id: str) -> None:
+        """Close the checkpoint's run in the store it was logged to (KILLED, tag ``continued_in``)
+        so it is not left RUNNING; best effort, quickly: that store may be gone for good."""
+        if not uri or uri == self.tracking_uri or (sqlite_path(uri) is not None and not sqlite_path(uri).exists()):
+            return
+        with contextlib.suppress(Exception):
+            old = open_client(uri)
+            retry_locked(old.set_tag, run_id, "continued_in", f"{self.tracking_uri} {self._run_id}", deadline_s=5)
+            retry_locked(old.set_terminated, run_id, "KILLED", deadline_s=5)
 
     def _start_monitor(self) -> None:
         if not self.log_system_metrics:
@@ -563,15 +595,25 @@ class Recorder:
 
     # -- per epoch ----------------------------------------------------------------------
     def log_epoch(self, row: dict[str, float]) -> None:
+        """The epoch in the files (MLflow gets it from :meth:`log_pending`)."""
         self.rows.append(row)
         self.write_metrics()
-        if self._mlflow is not None and self._run_id is not None:
-            from mlflow.entities import Metric
 
-            ts = int(time.time() * 1000)
+    def log_pending(self) -> None:
+        """Send MLflow every recorded epoch it does not hold yet, in order, one batch each."""
+        if self._mlflow is None or self._run_id is None:
+            return
+        from mlflow.entities import Metric
+
+        for row in self.rows:
             step = int(row["epoch"])
+            if step <= self._logged_step:
+                continue
+            ts = int(time.time() * 1000)
             metrics = [Metric(k, float(v), ts, step) for k, v in row.items() if k != "epoch" and v == v and abs(v) != float("inf")]
-            self._mlflow_call(self._mlflow.log_batch, self._run_id, metrics=metrics)
+            if not self._mlflow_call(self._mlflow.log_batch, self._run_id, metrics=metrics):
+                return
+            self._logged_step = step
 
     def write_metrics(self) -> None:
         if not self.rows:
@@ -607,6 +649,7 @@ class Recorder:
         FINISHED, FAILED (failed, diverged, or its MLflow record is incomplete) or KILLED
         (interrupted; a resumed run reopens it)."""
         self.write_metrics()
+        self.log_pending()
         info = self.write_run_json(status, reason, extra)
         if self._mlflow is None or self._run_id is None:
             return info
