@@ -126,7 +126,7 @@ def test_default_config_runs_figure2_on_equal_resources(tmp_path: Path, method, 
 
 
 def test_backprop_only_at_n1_and_split_methods_at_every_level(tmp_path: Path):
-    r = snakemake(tmp_path, "-n", "--configfile", str(CONFIGS / "fashion.yaml"))
+    r = snakemake(tmp_path, "-n", "--configfile", str(CONFIGS / "fashion-splits.yaml"))
     out = r.stdout
     assert "fashion_mnist/mlp/sgd/n1/seed0/run.json" in out and "fashion_mnist/mlp/adam/n1/seed0/run.json" in out
     assert "/sgd/n2/" not in out and "/adam/n10/" not in out
