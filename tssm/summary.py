@@ -393,7 +393,7 @@ def _runs_cell(g: pd.DataFrame) -> str:
     return "; ".join(parts)
 
 
-_TEXT_COLUMNS = ("dataset", "model", "method", "variant", "runs", "ranks × threads")
+_TEXT_COLUMNS = ("dataset", "model", "method", "preset", "variant", "runs", "ranks × threads")
 
 
 def _table(head: Sequence[str]) -> list[str]:
@@ -552,7 +552,7 @@ def _control_runs(ok: pd.DataFrame, row: pd.Series, control: str, fields: Sequen
     setting the control's runs vary themselves (e.g. the same init)."""
     c = ok[(ok["dataset"] == row["dataset"]) & (ok["model"] == row["model"]) & (ok["method"] == control)
            & (ok["splits"] == row["splits"])]
-    for f in [*fields, *(["preset"] if "preset" in ok else [])]:  # a tuned run against the tuned control
+    for f in [*fields, *(k for k in ("preset", "cores") if k in ok)]:  # a tuned run against the tuned control
         if c[f].astype(str).nunique() > 1:
             c = c[c[f].astype(str) == str(row[f])]
     return c
@@ -581,11 +581,12 @@ def paired_table(summary: pd.DataFrame, control: str = SWEEP_CONTROL,
     s = summary.copy()
     s["splits"] = pd.to_numeric(s["splits"], errors="coerce")
     s["variant"] = s["variant"].where(s["variant"].map(_is_variant), "") if "variant" in s else ""
-    s["preset"] = s["preset"].fillna("").astype(str) if "preset" in s else ""  # each preset against its own control
+    for k in ("preset", "cores"):  # each preset and each resource budget against its own control
+        s[k] = s[k].map(lambda v: "" if v is None or v != v else setting_text(v)) if k in s else ""
     ok = s[s["status"] == "finished"]
     subjects = ok[(ok["method"] != control) & (ok["splits"] > 1) & ~ok["layerwise"].astype(str).eq("True")]
     rows = []
-    group = ["dataset", "model", "method", "splits", "preset", "variant"]
+    group = ["dataset", "model", "method", "splits", "preset", "cores", "variant"]
     for key, g in subjects.groupby(group, sort=True):
         ctrl = _control_runs(ok, g.iloc[0], control, fields).drop_duplicates("seed").set_index("seed")
         pairs = g[g["seed"].isin(ctrl.index)].drop_duplicates("seed")
@@ -616,12 +617,14 @@ def paired_markdown(summary: pd.DataFrame, control: str = SWEEP_CONTROL) -> str:
         return f"{mean:+.2f} [{mean - half:+.2f}, {mean + half:+.2f}]{zero}"
 
     names = {"final_test_acc": "test", "final_val_acc": "validation", "final_train_acc": "train"}
-    head = ["dataset", "model", "method", "n", "preset", "variant", "pairs",
+    budgets = bool((t["cores"] != "").any())
+    head = ["dataset", "model", "method", "n", "preset", *(["cores"] if budgets else []), "variant", "pairs",
             *(f"Δ {names[m]} (pts), 95% CI" for m in shown)]
     lines = _table(head)
     for r in t.to_dict("records"):
         lines.append("| " + " | ".join([str(r["dataset"]), str(r["model"]), str(r["method"]), str(int(r["splits"])),
-                                         r["preset"] or "—", r["variant"] or "—", str(r["pairs"]),
+                                         r["preset"] or "—", *([r["cores"] or "—"] if budgets else []),
+                                         r["variant"] or "—", str(r["pairs"]),
                                          *(cell(r[f"d_{m}"], r[f"ci_{m}"]) for m in shown)]) + " |")
     return (f"## Paired difference to `{control}`\n\nEach split method minus `{control}` at the same n, run by run "
             f"over the seeds both finished (same initial weights and data order): mean difference in points "
