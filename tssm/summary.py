@@ -409,8 +409,9 @@ def markdown_table(summary: pd.DataFrame) -> str:
     names the ones that diverged or did not finish, so they are never silently averaged.
     """
     budgets = has_budgets(summary)
-    keys = ["dataset", "model", "method", "splits", *(["cores"] if budgets else []),
-            *(["variant"] if has_variants(summary) else [])]
+    presets = "preset" in summary and bool(summary["preset"].notna().any())
+    keys = ["dataset", "model", "method", "splits", *(["preset"] if presets else []),
+            *(["cores"] if budgets else []), *(["variant"] if has_variants(summary) else [])]
     val = "final_val_acc" in summary and pd.to_numeric(summary["final_val_acc"], errors="coerce").notna().any()
     head = ["dataset", "model", "method", "n", *keys[4:], *(["ranks × threads"] if budgets else []), "runs",
             "final train acc", *(["final val acc"] if val else []), "final test acc", "final train loss", "s/epoch",
@@ -423,7 +424,7 @@ def markdown_table(summary: pd.DataFrame) -> str:
     if budgets:
         df["cores"] = pd.to_numeric(df["cores"], errors="coerce").map(lambda v: None if pd.isna(v) else str(int(v)))
     for k in keys:
-        df[k] = df[k].astype(object).where(df[k].notna(), "—" if k in ("variant", "cores") else "?")
+        df[k] = df[k].astype(object).where(df[k].notna(), "—" if k in ("variant", "cores", "preset") else "?")
     for key, g in df.groupby(keys, sort=True, dropna=False):
         ok = g[g["status"] == "finished"]
         shown = list(map(str, key))
@@ -460,10 +461,10 @@ def _reference(ok: pd.DataFrame, row: pd.Series, method: str, splits: int,
     c = ok[(ok["dataset"] == row["dataset"]) & (ok["model"] == row["model"]) & (ok["method"] == method)
            & (ok["splits"] == splits)]
     matched = {}
-    for f in fields:
-        if c[f].nunique() > 1:
+    for f in [*fields, *(["preset"] if "preset" in ok else [])]:  # a preset against the control of that preset
+        if c[f].astype(str).nunique() > 1:
             matched[f] = row[f]
-            c = c[c[f] == row[f]]
+            c = c[c[f].astype(str) == str(row[f])]
     acc = pd.to_numeric(c["final_test_acc"], errors="coerce").dropna()
     return (float(acc.mean()) if len(acc) else math.nan), matched
 
