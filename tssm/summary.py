@@ -453,18 +453,27 @@ def markdown_table(summary: pd.DataFrame) -> str:
 SWEEP_CONTROL = "frozen"
 
 
+def matching_runs(ok: pd.DataFrame, row: pd.Series, method: str, splits: Any,
+                  fields: Sequence[str]) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Finished runs of ``method`` at n = ``splits`` on ``row``'s dataset/model, narrowed to
+    ``row``'s value of each of ``fields`` those runs vary themselves (a preset against the
+    control of that preset, the same init ...), and those {field: value}."""
+    c = ok[(ok["dataset"] == row["dataset"]) & (ok["model"] == row["model"]) & (ok["method"] == method)
+           & (ok["splits"] == splits)]
+    matched = {}
+    for f in fields:
+        if c[f].astype(str).nunique() > 1:
+            matched[f] = row[f]
+            c = c[c[f].astype(str) == str(row[f])]
+    return c, matched
+
+
 def _reference(ok: pd.DataFrame, row: pd.Series, method: str, splits: int,
                fields: Sequence[str]) -> tuple[float, dict[str, Any]]:
     """Mean final test accuracy of ``method`` at n = ``splits`` on ``row``'s dataset/model, over
     its finished runs with ``row``'s value of each field those runs vary (e.g. the same init),
     and those {field: value}."""
-    c = ok[(ok["dataset"] == row["dataset"]) & (ok["model"] == row["model"]) & (ok["method"] == method)
-           & (ok["splits"] == splits)]
-    matched = {}
-    for f in [*fields, *(["preset"] if "preset" in ok else [])]:  # a preset against the control of that preset
-        if c[f].astype(str).nunique() > 1:
-            matched[f] = row[f]
-            c = c[c[f].astype(str) == str(row[f])]
+    c, matched = matching_runs(ok, row, method, splits, [*fields, *(["preset"] if "preset" in ok else [])])
     acc = pd.to_numeric(c["final_test_acc"], errors="coerce").dropna()
     return (float(acc.mean()) if len(acc) else math.nan), matched
 
@@ -549,14 +558,8 @@ def sweep_markdown(summary: pd.DataFrame, reference: str = "adam") -> str:
 
 # --------------------------------------------------------------------------- paired control
 def _control_runs(ok: pd.DataFrame, row: pd.Series, control: str, fields: Sequence[str]) -> pd.DataFrame:
-    """Finished runs of ``control`` on ``row``'s dataset/model/n, with ``row``'s value of each
-    setting the control's runs vary themselves (e.g. the same init)."""
-    c = ok[(ok["dataset"] == row["dataset"]) & (ok["model"] == row["model"]) & (ok["method"] == control)
-           & (ok["splits"] == row["splits"])]
-    for f in [*fields, *(k for k in ("preset", "cores") if k in ok)]:  # a tuned run against the tuned control
-        if c[f].astype(str).nunique() > 1:
-            c = c[c[f].astype(str) == str(row[f])]
-    return c
+    """Finished runs of ``control`` on ``row``'s dataset/model/n, preset and resource budget."""
+    return matching_runs(ok, row, control, row["splits"], [*fields, *(k for k in ("preset", "cores") if k in ok)])[0]
 
 
 def mean_ci(d: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
