@@ -267,9 +267,11 @@ def start(cfg: RunConfig) -> Session:
         rank, world, device = 0, 1, resolve_device(cfg.device)
     threads = cfg.threads or max(1, (os.cpu_count() or 1) // world)
     torch.set_num_threads(threads)
+    # set_flush_denormal answers False where the CPU cannot flush (then IEEE underflow, as before)
+    flushing = torch.set_flush_denormal(cfg.flush_denormal) and cfg.flush_denormal
     torch.manual_seed(cfg.seed)
     # the main rank opens the MLflow store and experiment first: a problem there stops the run now
-    recorder = Recorder(cfg, environment(device, threads, world, comm)) if rank == 0 else None
+    recorder = Recorder(cfg, {**environment(device, threads, world, comm), "flush_denormal": flushing}) if rank == 0 else None
     if recorder:
         recorder.connect()
 
