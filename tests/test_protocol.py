@@ -118,6 +118,21 @@ def test_a_run_with_validation_records_val_accuracy(digits_cfg, tmp_path):
         RunConfig.from_dict({"val_fraction": 1.0})
 
 
+def test_subnormals_are_flushed_unless_asked_and_the_run_says_which(digits_cfg, tmp_path):
+    if not torch.set_flush_denormal(True):
+        pytest.skip("this CPU cannot flush subnormals (no SSE3)")
+    try:
+        for flush in (True, False):
+            cfg = digits_cfg(method="adam", splits=1, epochs=1, flush_denormal=flush)
+            train(cfg, progress=False)
+            env = json.loads((Path(cfg.out) / "run.json").read_text())["environment"]
+            assert env["flush_denormal"] is flush
+            tiny = torch.tensor([1e-39]) * torch.tensor([1.0])  # subnormal in float32
+            assert (tiny.item() == 0.0) is flush
+    finally:
+        torch.set_flush_denormal(False)
+
+
 # ----------------------------------------------------------------------------- paired differences
 def _fake_summary(frozen: list[float], gsadmm: list[float], seeds=(0, 1, 2)) -> pd.DataFrame:
     rows = []
