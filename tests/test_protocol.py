@@ -163,6 +163,25 @@ def test_paired_difference_pairs_by_seed_and_says_when_zero_is_outside():
     assert "(one pair)" in summary.paired_markdown(lone)
 
 
+def test_verdict_table_shows_each_preset_its_selection_and_the_paired_difference():
+    rows = []
+    for preset, shift in (("paper", [0.0, 0.0, 0.0]), ("demo", [0.01, 0.02, 0.03]), ("tuned", [0.05, 0.06, 0.04])):
+        s = _fake_summary([0.50, 0.60, 0.70], [a + d for a, d in zip([0.50, 0.60, 0.70], shift)])
+        s["preset"] = preset
+        s["variant"] = "" if preset == "tuned" else f"preset_{preset}"
+        s["preset_values"] = "lr=0.001, rho=1" if preset == "tuned" else None
+        rows.append(s)
+    trial = rows[-1].iloc[[0]].assign(preset=None, variant="lr0.1", final_test_acc=0.99)
+    text = summary.verdict_markdown(pd.concat([*rows, trial], ignore_index=True))
+    lines = {tuple(c.strip() for c in ln.split("|")[1:4]): ln for ln in text.splitlines() if ln.startswith("| ")}
+    assert "+0.00 [+0.00, +0.00] (contains 0)" in lines[("gsadmm", "2", "paper")]
+    assert "+2.00 [-0.48, +4.48] (contains 0)" in lines[("gsadmm", "2", "demo")]
+    tuned = lines[("gsadmm", "2", "tuned")]
+    assert "**+5.00 [+2.52, +7.48]**" in tuned and "lr=0.001, rho=1" in tuned
+    assert "0.990" not in text  # the trial (no preset) is not in the verdict
+    assert summary.verdict_markdown(rows[0].assign(preset=None)) == ""
+
+
 # ----------------------------------------------------------------------------- float64
 def test_float64_runs_in_float64_and_n1_still_equals_adam(digits_cfg):
     ref = _param_trajectory(digits_cfg(method="adam", splits=1, dtype="float64"), 4)

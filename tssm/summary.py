@@ -51,6 +51,7 @@ __all__ = [
     "sweep_markdown",
     "sweep_table",
     "time_to_target",
+    "verdict_markdown",
     "write_summary",
 ]
 
@@ -70,6 +71,7 @@ SUMMARY_COLUMNS = (
     "threads",
     "layerwise",
     "preset",
+    "preset_values",
     "device",
     "epochs",
     "epochs_done",
@@ -268,6 +270,13 @@ def time_to_target(metrics: pd.DataFrame | None, target: float, col: str = "trai
     return _num(row["train_time_s"]), _num(row.get("epoch", math.nan))
 
 
+def _settings_text(values: Any) -> str | None:
+    """{'lr': 0.001, 'rho': 1.0} -> 'lr=0.001, rho=1' (None when there are none)."""
+    if not isinstance(values, dict) or not values:
+        return None
+    return ", ".join(f"{k}={setting_text(v)}" for k, v in sorted(values.items()))
+
+
 def summary_row(run: Run, target: float = 0.9, fields: Sequence[str] = ()) -> dict[str, Any]:
     """One row of summary.csv; ``fields`` are the swept settings to add (the run's values)."""
     cfg = run.config
@@ -286,6 +295,7 @@ def summary_row(run: Run, target: float = 0.9, fields: Sequence[str] = ()) -> di
         "threads": env.get("threads_per_rank"),
         "layerwise": bool(run.info.get("layerwise", False)),
         "preset": cfg.get("preset"),
+        "preset_values": _settings_text(run.info.get("preset_values")),
         "device": env.get("device") or cfg.get("device"),
         "epochs": cfg.get("epochs"),
         "epochs_done": epochs,
@@ -393,7 +403,8 @@ def _runs_cell(g: pd.DataFrame) -> str:
     return "; ".join(parts)
 
 
-_TEXT_COLUMNS = ("dataset", "model", "method", "preset", "variant", "runs", "ranks × threads")
+_TEXT_COLUMNS = ("dataset", "model", "method", "preset", "variant", "runs", "ranks × threads",
+                 "settings (tuned: selected)")
 
 
 def _table(head: Sequence[str]) -> list[str]:
@@ -636,6 +647,72 @@ def paired_markdown(summary: pd.DataFrame, control: str = SWEEP_CONTROL) -> str:
             f"difference.\n\n" + "\n".join(lines) + "\n")
 
 
+# --------------------------------------------------------------------------- the verdict
+#: The named presets a verdict compares, in the order its tables show them.
+VERDICT_PRESETS = ("paper", "demo", "tuned")
+
+
+def verdict_markdown(summary: pd.DataFrame, control: str = SWEEP_CONTROL) -> str:
+    """The verdict ('' without runs of a named preset): per dataset and model, every method and
+    n under each of :data:`VERDICT_PRESETS`, with the settings ``tuned`` selected, mean ± sd over
+    seeds of the final train / validation / test accuracy, and the paired difference to
+    ``control`` at the same n and preset (points, 95% interval; *contains 0* when the seeds show
+    no difference). Trials and runs without a preset are not in it."""
+    if "preset" not in summary:
+        return ""
+    s = summary[summary["preset"].isin(VERDICT_PRESETS)].copy()
+    if has_budgets(s):
+        s = s[pd.to_numeric(s["cores"], errors="coerce").isna()]
+    if not len(s):
+        return ""
+    paired = paired_table(summary, control)
+    key = ["dataset", "model", "method", "splits", "preset"]
+    if len(paired):
+        paired = paired[paired["preset"].isin(VERDICT_PRESETS) & (paired["cores"] == "")].set_index(key)
+    from .config import method_names
+
+    # the baselines, then the control, then the methods compared with it (unregistered last)
+    first = [m for m in ("sgd", "adam", "dladmm", control) if m in method_names()]
+    order = {m: i for i, m in enumerate([*first, *(m for m in method_names() if m not in first)])}
+    s["splits"] = pd.to_numeric(s["splits"], errors="coerce")
+    s["_m"], s["_p"] = s["method"].map(lambda m: order.get(m, len(order))), s["preset"].map(VERDICT_PRESETS.index)
+
+    def delta(r: Any, metric: str) -> str:
+        mean, half = r[f"d_{metric}"], r[f"ci_{metric}"]
+        if mean != mean:
+            return "n/a"
+        if half != half:
+            return f"{mean:+.2f} (one pair)"
+        text = f"{mean:+.2f} [{mean - half:+.2f}, {mean + half:+.2f}]"
+        return text + " (contains 0)" if mean - half <= 0 <= mean + half else f"**{text}**"
+
+    val = pd.to_numeric(s["final_val_acc"], errors="coerce").notna().any()
+    head = ["method", "n", "preset", "settings (tuned: selected)", "runs", "train acc", *(["val acc"] if val else []),
+            "test acc", f"Δ test vs {control} (pts, 95% CI)", f"Δ train vs {control} (pts, 95% CI)"]
+    parts = []
+    for (dataset, model), d in s.groupby(["dataset", "model"], sort=True):
+        lines = _table(head)
+        for (_, n, _, method, preset), g in d.groupby(["_m", "splits", "_p", "method", "preset"], sort=True):
+            ok = g[g["status"] == "finished"]
+            layerwise = g["layerwise"].astype(str).eq("True").all()
+            settings = ok["preset_values"].dropna().unique() if preset == "tuned" else []
+            comp = paired.loc[(dataset, model, method, n, preset)] if len(paired) and \
+                (dataset, model, method, n, preset) in paired.index else None
+            if isinstance(comp, pd.DataFrame):
+                comp = comp.iloc[0]
+            lines.append("| " + " | ".join([
+                method, "layerwise" if layerwise else str(int(n)), preset, "; ".join(settings) or "—", _runs_cell(g),
+                _fmt(ok["final_train_acc"]), *([_fmt(ok["final_val_acc"])] if val else []), _fmt(ok["final_test_acc"]),
+                *(delta(comp, m) if comp is not None else "—" for m in ("final_test_acc", "final_train_acc"))]) + " |")
+        parts.append(f"### {dataset} / {model}\n\n" + "\n".join(lines) + "\n")
+    return (f"## Verdict: each method under the `paper`, `demo` and `tuned` presets\n\n"
+            f"Mean ± sd over seeds (finished runs); Δ: each split method minus `{control}` at the same n and "
+            f"preset, paired by seed (same initial weights and data order), in points (100 × accuracy), with its "
+            f"95% Student-t interval, in bold when the interval excludes 0. `tuned`: the settings selected on "
+            f"validation accuracy (every trial: `tuning.md`); `paper` / `demo`: the presets' values (README, "
+            f"Presets; each run's `run.json` records them).\n\n" + "\n".join(parts))
+
+
 def write_summary(paths: Iterable[str | Path], csv_path: str | Path | None, md_path: str | Path | None,
                   target: float = 0.9, title: str | None = None, reference: str = "adam") -> pd.DataFrame:
     """Summarize the runs under ``paths`` into ``csv_path`` and ``md_path`` (either may be None).
@@ -657,8 +734,10 @@ def write_summary(paths: Iterable[str | Path], csv_path: str | Path | None, md_p
         line = ", ".join(f"{v} {k}" for k, v in counts.items()) or "no runs"
         sweep = sweep_markdown(df, reference)
         paired = paired_markdown(df) if len(df) else ""
+        verdict = verdict_markdown(df) if len(df) else ""
         body = (f"{head}{len(df)} runs ({line}). Mean ± std over seeds of finished runs; "
-                f"n = number of subnetworks (1 = end-to-end).\n\n" + markdown_table(df)
+                f"n = number of subnetworks (1 = end-to-end).\n\n" + (f"{verdict}\n## Every run group\n\n" if verdict else "")
+                + markdown_table(df)
                 + (f"\n{paired}" if paired else "") + (f"\n{sweep}" if sweep else ""))
         Path(md_path).write_text(body)
     return df
