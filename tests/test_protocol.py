@@ -179,6 +179,8 @@ def test_verdict_table_shows_each_preset_its_selection_and_the_paired_difference
     tuned = lines[("gsadmm", "2", "tuned")]
     assert "**+5.00 [+2.52, +7.48]**" in tuned and "lr=0.001, rho=1" in tuned
     assert "0.990" not in text  # the trial (no preset) is not in the verdict
+    glance = next(ln for ln in text.splitlines() if ln.startswith("| gsadmm | 2 | 0."))  # presets side by side
+    assert glance.count("Δ") == 3 and glance.endswith("Δ **+5.00 [+2.52, +7.48]** |")
     assert summary.verdict_markdown(rows[0].assign(preset=None)) == ""
 
 

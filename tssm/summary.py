@@ -691,7 +691,7 @@ def verdict_markdown(summary: pd.DataFrame, control: str = SWEEP_CONTROL) -> str
             "test acc", f"Δ test vs {control} (pts, 95% CI)", f"Δ train vs {control} (pts, 95% CI)"]
     parts = []
     for (dataset, model), d in s.groupby(["dataset", "model"], sort=True):
-        lines = _table(head)
+        lines, glance = _table(head), {}
         for (_, n, _, method, preset), g in d.groupby(["_m", "splits", "_p", "method", "preset"], sort=True):
             ok = g[g["status"] == "finished"]
             layerwise = g["layerwise"].astype(str).eq("True").all()
@@ -700,11 +700,19 @@ def verdict_markdown(summary: pd.DataFrame, control: str = SWEEP_CONTROL) -> str
                 (dataset, model, method, n, preset) in paired.index else None
             if isinstance(comp, pd.DataFrame):
                 comp = comp.iloc[0]
+            shown_n = "layerwise" if layerwise else str(int(n))
+            test, d_test = _fmt(ok["final_test_acc"]), delta(comp, "final_test_acc") if comp is not None else None
+            glance.setdefault((method, shown_n), {})[preset] = test + (f"; Δ {d_test}" if d_test else "")
             lines.append("| " + " | ".join([
-                method, "layerwise" if layerwise else str(int(n)), preset, "; ".join(settings) or "—", _runs_cell(g),
-                _fmt(ok["final_train_acc"]), *([_fmt(ok["final_val_acc"])] if val else []), _fmt(ok["final_test_acc"]),
-                *(delta(comp, m) if comp is not None else "—" for m in ("final_test_acc", "final_train_acc"))]) + " |")
-        parts.append(f"### {dataset} / {model}\n\n" + "\n".join(lines) + "\n")
+                method, shown_n, preset, "; ".join(settings) or "—", _runs_cell(g),
+                _fmt(ok["final_train_acc"]), *([_fmt(ok["final_val_acc"])] if val else []), test,
+                d_test or "—", delta(comp, "final_train_acc") if comp is not None else "—"]) + " |")
+        short = ["| method | n | " + " | ".join(f"`{p}`: test acc; Δ vs {control}" for p in VERDICT_PRESETS) + " |",
+                 "|---|---:|" + "---:|" * len(VERDICT_PRESETS)]
+        short += [f"| {m} | {n} | " + " | ".join(cells.get(p, "—") for p in VERDICT_PRESETS) + " |"
+                  for (m, n), cells in glance.items()]
+        parts.append(f"### {dataset} / {model}\n\nAt a glance (final test accuracy, mean ± sd; Δ in points, 95% CI):"
+                     f"\n\n" + "\n".join(short) + "\n\nIn full:\n\n" + "\n".join(lines) + "\n")
     return (f"## Verdict: each method under the `paper`, `demo` and `tuned` presets\n\n"
             f"Mean ± sd over seeds (finished runs); Δ: each split method minus `{control}` at the same n and "
             f"preset, paired by seed (same initial weights and data order), in points (100 × accuracy), with its "
