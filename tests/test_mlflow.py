@@ -87,8 +87,9 @@ def test_unreachable_server_is_an_error_at_start(tmp_path):
     t0 = time.monotonic()
     r = subprocess.run([sys.executable, "-m", "tssm", "train", *TINY, "--epochs", "1", "--tracking-uri",
                         "http://127.0.0.1:9", "--out", str(tmp_path / "run")], capture_output=True, text=True,
-                       timeout=60)
-    assert time.monotonic() - t0 < 15
+                       timeout=180)
+    # no minutes of HTTP retries before the error (the bound leaves room for a loaded machine's start-up)
+    assert time.monotonic() - t0 < 60
     assert r.returncode == 2, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: MLflow tracking server http://127.0.0.1:9 does not answer")

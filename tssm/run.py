@@ -361,7 +361,9 @@ def train_epoch(s: Session, state: TrainState, epoch: int) -> dict[str, float]:
     snapshot = [{k: v.clone() for k, v in st.net.state_dict().items()} for st in ex.stages] if safeguard else None
     epoch_time = run_epoch_steps(s, epoch)
     waits = ex.take_wait()
-    if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
+    # the safeguard reads every epoch's training loss (as the demo computes it): those runs
+    # evaluate every epoch whatever eval_every says
+    if epoch % cfg.eval_every == 0 or epoch == cfg.epochs or safeguard:
         metrics, eval_time = evaluate(s.solver, ex, data, waits)
     else:  # eval_every: this epoch records its timing (and waits) only
         metrics, eval_time = ex.all_sum(waits), 0.0
