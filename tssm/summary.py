@@ -616,20 +616,25 @@ def paired_table(summary: pd.DataFrame, control: str = SWEEP_CONTROL,
     return pd.DataFrame(rows)
 
 
+def interval_text(mean: float, half: float, bold: bool = False) -> str:
+    """A paired difference as printed: '+2.00 [-0.48, +4.48] (contains 0)', '+5.00 (one pair)',
+    'n/a'; ``bold``: an interval that excludes 0 in bold."""
+    if mean != mean:
+        return "n/a"
+    if half != half:
+        return f"{mean:+.2f} (one pair)"
+    text = f"{mean:+.2f} [{mean - half:+.2f}, {mean + half:+.2f}]"
+    if mean - half <= 0 <= mean + half:
+        return text + " (contains 0)"
+    return f"**{text}**" if bold else text
+
+
 def paired_markdown(summary: pd.DataFrame, control: str = SWEEP_CONTROL) -> str:
     """:func:`paired_table` as a markdown section ('' when no split method has a control)."""
     t = paired_table(summary, control)
     if not len(t) or not (t["pairs"] > 0).any():
         return ""
     shown = [m for m in ("final_test_acc", "final_val_acc", "final_train_acc") if t[f"n_{m}"].gt(0).any()]
-
-    def cell(mean: float, half: float) -> str:
-        if mean != mean:
-            return "n/a"
-        if half != half:
-            return f"{mean:+.2f} (one pair)"
-        zero = " (contains 0)" if mean - half <= 0 <= mean + half else ""
-        return f"{mean:+.2f} [{mean - half:+.2f}, {mean + half:+.2f}]{zero}"
 
     names = {"final_test_acc": "test", "final_val_acc": "validation", "final_train_acc": "train"}
     budgets = bool((t["cores"] != "").any())
@@ -640,7 +645,7 @@ def paired_markdown(summary: pd.DataFrame, control: str = SWEEP_CONTROL) -> str:
         lines.append("| " + " | ".join([str(r["dataset"]), str(r["model"]), str(r["method"]), str(int(r["splits"])),
                                          r["preset"] or "—", *([r["cores"] or "—"] if budgets else []),
                                          r["variant"] or "—", str(r["pairs"]),
-                                         *(cell(r[f"d_{m}"], r[f"ci_{m}"]) for m in shown)]) + " |")
+                                         *(interval_text(r[f"d_{m}"], r[f"ci_{m}"]) for m in shown)]) + " |")
     return (f"## Paired difference to `{control}`\n\nEach split method minus `{control}` at the same n, run by run "
             f"over the seeds both finished (same initial weights and data order): mean difference in points "
             f"(100 × accuracy) and its 95% Student-t interval; *contains 0* means these seeds do not show a "
@@ -678,13 +683,7 @@ def verdict_markdown(summary: pd.DataFrame, control: str = SWEEP_CONTROL) -> str
     s["_m"], s["_p"] = s["method"].map(lambda m: order.get(m, len(order))), s["preset"].map(VERDICT_PRESETS.index)
 
     def delta(r: Any, metric: str) -> str:
-        mean, half = r[f"d_{metric}"], r[f"ci_{metric}"]
-        if mean != mean:
-            return "n/a"
-        if half != half:
-            return f"{mean:+.2f} (one pair)"
-        text = f"{mean:+.2f} [{mean - half:+.2f}, {mean + half:+.2f}]"
-        return text + " (contains 0)" if mean - half <= 0 <= mean + half else f"**{text}**"
+        return interval_text(r[f"d_{metric}"], r[f"ci_{metric}"], bold=True)
 
     val = pd.to_numeric(s["final_val_acc"], errors="coerce").notna().any()
     head = ["method", "n", "preset", "settings (tuned: selected)", "runs", "train acc", *(["val acc"] if val else []),
