@@ -55,11 +55,30 @@ def _flag_specs() -> list[tuple[str, type, Any, list[str]]]:
     return specs
 
 
-def _add_config_flags(p: argparse.ArgumentParser) -> None:
-    """One flag per option, in groups, with its help, allowed values and default."""
+class Parser(argparse.ArgumentParser):
+    """argparse, with its errors as the one line every tssm error is (the problem, then where
+    the options are listed), instead of a usage block first."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"error: {self.prog}: {message}; see '{self.prog} --help'\n")
+
+
+def closed_sets() -> dict[str, tuple[str, ...]]:
+    """The allowed values of the options whose set is declared outside RunConfig's fields."""
+    from .data import DATASETS
+    from .models import INITS, MODELS
     from .solvers import SOLVERS
 
+    return {"method": tuple(SOLVERS), "dataset": DATASETS, "model": MODELS, "init": INITS}
+
+
+def _add_config_flags(p: argparse.ArgumentParser, method: str | None = None) -> None:
+    """One flag per option, in groups, with its help, allowed values and default.
+
+    Every flag is accepted; ``--help`` lists the common options and the settings of
+    ``method`` only (the settings of the others are hidden: each method reads its own)."""
     groups: dict[str, argparse._ArgumentGroup] = {}
+    closed = closed_sets()
     for name, owner, f, readers in _flag_specs():
         meta = f.metadata
         if readers:
@@ -71,8 +90,10 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
         g = groups[title]
         base, optional = field_type(owner, name)
         default = f.default if f.default is not MISSING else f.default_factory()
-        choices = meta.get("choices") or (tuple(SOLVERS) if name == "method" else ())
+        choices = meta.get("choices") or closed.get(name, ())
         help_ = meta.get("help", "") + (f" {{{', '.join(map(str, choices))}}}" if choices else "") + f" (default: {default})"
+        if readers and method not in readers:
+            help_ = argparse.SUPPRESS
         flag = "--" + name.replace("_", "-")
         if base is bool:
             g.add_argument(flag, type=_parse_bool, default=None, metavar="BOOL", help=help_)
@@ -80,7 +101,7 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
             g.add_argument(flag, type=int, nargs="*", default=None, metavar="BLOCK", help=help_)
         elif typing.get_origin(base) is dict:
             g.add_argument(flag, type=_tag, action="append", default=None, metavar="KEY=VALUE",
-                           help=meta.get("help", "") + " (repeatable)")
+                           help=help_ if help_ is argparse.SUPPRESS else meta.get("help", "") + " (repeatable)")
         else:
             typ = _optional(base) if optional else base
             g.add_argument(flag, type=typ, default=None, metavar=name.upper(), help=help_)
@@ -106,21 +127,52 @@ def _forward(command: str, argv: list[str]) -> int:
     return importlib.import_module(f"tssm.{command}").main(argv, prog=f"tssm {command}")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tssm", description="Tunable Subnetwork Splitting benchmark")
+def _method_asked(argv: list[str] | None) -> str | None:
+    """The ``--method`` of a command line, if it names one (it decides which settings --help lists)."""
+    argv = sys.argv[1:] if argv is None else argv
+    for i, a in enumerate(argv):
+        if a == "--method" and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith("--method="):
+            return a.split("=", 1)[1]
+    return None
+
+
+def build_parser(method: str | None = None) -> argparse.ArgumentParser:
+    """The command line; ``method``: the method whose settings ``tssm train --help`` lists."""
+    parser = Parser(prog="tssm", description="Tunable Subnetwork Splitting benchmark")
     parser.add_argument("--version", action="version", version=f"tssm-bench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    methods = ", ".join(closed_sets()["method"])
+    shown = (f"The options below are the common ones and the settings of method {method!r}." if method else
+             f"The options below are the common ones; each method adds its own settings, listed by "
+             f"'tssm train --method M --help' (M: {methods}).")
     tr = sub.add_parser("train", help="train one configuration and record it",
-                        description="Train one configuration. Under torchrun, one rank per subnetwork.")
+                        usage="tssm train [--config FILE] [--method M] [OPTION VALUE ...]",
+                        description="Train one configuration. Under torchrun, one rank per subnetwork. " + shown)
     tr.add_argument("--config", help="YAML file of run settings; flags override it")
     tr.add_argument("--no-progress", action="store_true", help="no progress bar")
     tr.add_argument("--overwrite", action="store_true",
                     help="train even if --out holds a finished run or another config's record (moved to OUT/.replaced/)")
-    _add_config_flags(tr)
+    _add_config_flags(tr, method)
     for name, what in FORWARDED.items():
         # no options of its own: everything after the subcommand (--help included) is forwarded
         sub.add_parser(name, help=f"{what} (tssm {name} --help)", add_help=False)
     return parser
+
+
+def _unknown_flags(rest: list[str], parser: argparse.ArgumentParser) -> str:
+    """What is wrong with the arguments ``parser`` did not take: each unknown flag, with the
+    closest known one."""
+    import difflib
+
+    known = [o for a in parser._actions for o in a.option_strings]
+    hints = []
+    for a in rest:
+        flag = a.split("=", 1)[0]
+        close = difflib.get_close_matches(flag, known, n=1) if flag.startswith("--") else []
+        hints.append(repr(a) + (f" (did you mean {close[0]}?)" if close else ""))
+    return "unrecognized argument(s) " + ", ".join(hints)
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
@@ -147,12 +199,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
-    parser = build_parser()
+    parser = build_parser(_method_asked(argv))
     args, rest = parser.parse_known_args(argv)
     if args.command in FORWARDED:
         return _forward(args.command, rest)
     if rest:
-        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+        train = parser._subparsers._group_actions[0].choices[args.command]
+        train.error(_unknown_flags(rest, train))
     try:
         if args.command == "train":
             from .run import train

@@ -54,13 +54,26 @@ def field_type(cls: type, name: str) -> tuple[Any, bool]:
     return hint, False
 
 
+def unknown_choice(key: str, value: Any, options: tuple) -> str:
+    """The message for ``value`` outside the closed set ``options`` of ``key``: the allowed
+    values, after the likely meant one (another case, '-' for '_', a typo)."""
+    names = [str(o) for o in options]
+    norm = {n.lower().replace("-", "_"): n for n in names}
+    guess = norm.get(str(value).lower().replace("-", "_")) if isinstance(value, str) else None
+    if guess is None and isinstance(value, str):
+        close = difflib.get_close_matches(value.lower(), names, n=1, cutoff=0.6)
+        guess = close[0] if close else None
+    hint = f" (did you mean {guess!r}?)" if guess is not None else ""
+    return f"unknown {key} {value!r}{hint}; choose one of {', '.join(names)}"
+
+
 def _type_error(key: str, value: Any, meta: dict, base: Any) -> str | None:
     """Why ``value`` is not a valid ``key`` (None if it is); strict: no strings for numbers,
     no booleans for integers, no NaN or infinity."""
     hint = f" ({meta['hint']})" if meta.get("hint") else ""
     if meta.get("choices"):
         if value not in meta["choices"]:
-            return f"unknown {key} {value!r}; choose one of {', '.join(map(str, meta['choices']))}"
+            return unknown_choice(key, value, meta["choices"])
         return None
     if base is bool:
         return None if isinstance(value, bool) else f"{key} must be true or false, got {value!r}"
@@ -272,7 +285,7 @@ class RunConfig:
         values = dict(values)
         method = values.get("method", "gsadmm")
         if not isinstance(method, str) or method not in method_names():
-            raise ConfigError(f"unknown method {method!r}; choose one of {', '.join(method_names())}")
+            raise ConfigError(unknown_choice("method", method, method_names()))
         values, _ = apply_preset(values, method)
         common = {k: values.pop(k) for k in cls.common_keys() if k in values}
         settings_cls = method_class(method).Settings
@@ -312,11 +325,9 @@ class RunConfig:
         from .data import DATASETS
         from .models import INITS, MODELS
 
-        if self.method not in method_names():
-            raise ConfigError(f"unknown method {self.method!r}; choose one of {', '.join(method_names())}")
-        for key, options in (("dataset", DATASETS), ("model", MODELS), ("init", INITS)):
+        for key, options in (("method", method_names()), ("dataset", DATASETS), ("model", MODELS), ("init", INITS)):
             if getattr(self, key) not in options:
-                raise ConfigError(f"unknown {key} {getattr(self, key)!r}; choose one of {', '.join(options)}")
+                raise ConfigError(unknown_choice(key, getattr(self, key), options))
         check_fields(self)
         if not isinstance(self.settings, self.method_class.Settings):
             raise ConfigError(f"method {self.method!r} takes {self.method_class.Settings.__name__}, "
