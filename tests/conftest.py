@@ -1,11 +1,15 @@
 import os
+import tempfile
 
 import pytest
 import torch
 
 from tssm.config import RunConfig
 
-os.environ.setdefault("MLFLOW_TRACKING_URI", "sqlite:////tmp/tssm-tests-mlflow.db")
+# Runs that record to MLflow without naming a store go to a store of this test session's own
+# (never the user's store, never one that another pytest running beside this one writes).
+_STORE = tempfile.mkdtemp(prefix="tssm-tests-")
+os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{_STORE}/mlflow.db"
 
 
 @pytest.fixture(autouse=True)
