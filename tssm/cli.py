@@ -118,6 +118,7 @@ def _tag(s: str) -> tuple[str, str]:
 FORWARDED = {
     "summary": "summary.csv and summary.md of recorded runs",
     "figures": "figures of recorded runs",
+    "publish": "copy a finished config's summary and figures into docs/results/<name>/",
 }
 
 
