@@ -1,8 +1,8 @@
 """The numbers the paper reports, in one place (torch-free).
 
 Wang, Chai, Cheng, Zhao (2020), "Tunable Subnetwork Splitting for Model-parallelism of
-Neural Network Training", restated in ``shared/docs/tssm-paper.md``; the dlADMM values come
-from the same paper's Figure 1 (``shared/docs/dladmm.md``). The paper prints no tables for
+Neural Network Training", restated in ``docs/paper/tssm.md``; the dlADMM values come
+from the same paper's Figure 1 (``docs/paper/dladmm.md``). The paper prints no tables for
 these: every value was read off its plots (last plotted point, about ± 0.01 in accuracy and
 ± 0.5 s in time). The paper's TSSM curve is gsADMM at n = 2 (it reports no gsAM result).
 
