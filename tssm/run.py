@@ -247,7 +247,7 @@ def train_claimed(session: Session, progress: bool) -> dict[str, Any]:
             status, reason = "interrupted", "interrupted by the user; rerun to resume from the last checkpoint"
         except Exception as e:  # record the failure (run.json, MLflow FAILED), then report it
             if recorder:
-                record_failure(recorder, f"{type(e).__name__}: {e}")
+                record_failure(recorder, f"{type(e).__name__}: {e}", record_extra(session))
             raise
         finally:
             ex.close()
@@ -414,21 +414,27 @@ def publish(s: Session) -> None:
         s.recorder.log_pending()
 
 
-def record_failure(recorder: Recorder, reason: str) -> None:
+def record_extra(s: Session) -> dict[str, Any]:
+    """What run.json records beside the config: the data the run trained on (rows per split,
+    input shape, the files' identity and verification)."""
+    return {"data": s.problem.data.describe()}
+
+
+def record_failure(recorder: Recorder, reason: str, extra: dict[str, Any] | None = None) -> None:
     """Mark the run failed as far as the disk allows: the whole record, else run.json alone
     (a full disk may refuse the metrics but take the small run.json), else nothing."""
     try:
-        recorder.finish("failed", reason)
+        recorder.finish("failed", reason, extra)
     except OSError:
         with contextlib.suppress(OSError):
-            recorder.write_run_json("failed", reason)
+            recorder.write_run_json("failed", reason, extra)
 
 
 def finish(s: Session, status: str, reason: str | None) -> dict[str, Any]:
     """Write the record; a finished run drops its checkpoint; an interrupted one is an error."""
     info: dict[str, Any] = {"status": status, "reason": reason}
     if s.recorder:
-        info = s.recorder.finish(status, reason, {"splits_blocks": [len(st.net) for st in s.stages],
+        info = s.recorder.finish(status, reason, {**record_extra(s), "splits_blocks": [len(st.net) for st in s.stages],
                                                   "layerwise": s.solver.layerwise})
     if status == "finished" and s.cfg.checkpoint:
         s.ckpt_path.unlink(missing_ok=True)  # a finished run keeps its record, not its (large) checkpoint
