@@ -439,6 +439,7 @@ def record_failure(recorder: Recorder, reason: str, extra: dict[str, Any] | None
     except OSError:
         with contextlib.suppress(OSError):
             recorder.write_run_json("failed", reason, extra)
+        recorder.close_failed(reason)  # never leave the MLflow run RUNNING
 
 
 def finish(s: Session, status: str, reason: str | None) -> dict[str, Any]:
