@@ -860,6 +860,24 @@ def _full_disk_checkpoint(c: Ctx) -> Outcome:
     return Outcome(p, kept(out), None if ok else f"status {run_status(out)}, temp files {left}")
 
 
+@case("full disk at the checkpoint write, MLflow on", 2, "torch.save could not write the checkpoint")
+def _full_disk_checkpoint_mlflow(c: Ctx) -> Outcome:
+    from mlflow.tracking import MlflowClient
+
+    from tssm.tracking import ensure_sqlite_store
+
+    ensure_sqlite_store(c.uri)  # the store exists; its file may grow by 400 kB, the checkpoint needs more
+    MlflowClient(c.uri).create_experiment(EXPERIMENT)
+    cap = Path(c.uri[len("sqlite:///"):]).stat().st_size + 400_000
+    out = c.tmp / "r"
+    p = c.tssm("train", *TINY, "--width", "512", "--epochs", "3", "--experiment", EXPERIMENT, "--out", str(out),
+               preexec_fn=_fsize_limit(cap))
+    p.cmd += " (files capped at the store's size + 400 kB)"
+    runs = mlflow_runs(c.uri)
+    ok = run_status(out) == "failed" and runs == Counter(FAILED=1)
+    return Outcome(p, kept(out, c.uri), None if ok else f"status {run_status(out)}, MLflow {dict(runs)}")
+
+
 @case("full disk before the first epoch (the folder's owner record)", 2, "cannot write")
 def _full_disk_start(c: Ctx) -> Outcome:
     out = c.tmp / "r"
@@ -891,7 +909,7 @@ def _bad_scheme_env(c: Ctx) -> Outcome:
     return Outcome(p, kept(c.tmp / "r"), "mentions the model registry" if "registry" in p.stderr else None)
 
 
-@case("sqlite store on a read-only filesystem (/proc)", 2, "MLflow")
+@case("sqlite store on a read-only filesystem (/proc)", 2, "cannot create the MLflow store /proc/tssm.db", max_secs=30)
 def _readonly_store(c: Ctx) -> Outcome:
     p = c.tssm("train", *TINY, "--checkpoint", "false", "--epochs", "1", "--tracking-uri", "sqlite:////proc/tssm.db",
                "--out", str(c.tmp / "r"))

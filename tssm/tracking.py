@@ -213,7 +213,12 @@ def ensure_sqlite_store(tracking_uri: str, timeout: float | None = None) -> None
         return
     from filelock import FileLock, Timeout
 
-    db.parent.mkdir(parents=True, exist_ok=True)
+    try:  # filelock waits out its whole timeout on a lock file it cannot create: say why at once
+        db.parent.mkdir(parents=True, exist_ok=True)
+        open(str(db) + ".lock", "a").close()
+    except OSError as e:
+        raise TrackingError(f"cannot create the MLflow store {db}: {e.strerror or e}; point --tracking-uri at a "
+                            f"writable place, or run with --mlflow false") from None
     quiet_mlflow_logs()
     try:
         with FileLock(str(db) + ".lock", timeout=RETRY_SECONDS if timeout is None else timeout):
