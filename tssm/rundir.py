@@ -116,10 +116,12 @@ class RunFolder:
             return ""
         keys = sorted(k for k in set(theirs) | set(self.config) if k not in ("out",)
                       and theirs.get(k) != self.config.get(k))
-        if "data_identity" not in theirs:
-            return ", recorded by an older tssm whose config hash covered other fields"
-        named = [("the data files' content" if k == "data_identity" else k) for k in keys]
-        return f", differs in: {', '.join(named)}" if named else ", the same settings: other code's hash"
+        older = "data_identity" not in theirs  # recorded before the hash covered the data
+        named = [("the data files' content" if k == "data_identity" else k) for k in keys
+                 if not (older and k == "data_identity")]
+        if named:
+            return f", differs in: {', '.join(named)}"
+        return ", recorded by an older tssm whose hash covered other fields" if older else ", the same settings"
 
     def _status(self) -> str | None:
         try:
