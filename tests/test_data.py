@@ -207,7 +207,7 @@ def test_subset_and_to():
 def test_mnist_family_from_torchvision_raw(name, tmp_path, no_debian_fashion):
     root = tmp_path / "data"
     write_mnist_raw(root, MNIST_FOLDERS[name])
-    ds = load_dataset(name, root=root, download=False)
+    ds = load_dataset(name, root=root, download=False, verify=False)
     assert ds.name == name and ds.num_classes == 10
     assert ds.x_train.shape == (N_TRAIN, 1, 14, 14) and ds.x_test.shape == (N_TEST, 1, 14, 14)
     assert ds.input_shape == (1, 14, 14)
@@ -225,10 +225,10 @@ def test_mnist_family_from_torchvision_raw(name, tmp_path, no_debian_fashion):
 
 def test_mnist_downsample_factors(tmp_path):
     write_mnist_raw(tmp_path, "MNIST")
-    full = load_dataset("mnist", root=tmp_path, download=False, downsample=1)
+    full = load_dataset("mnist", root=tmp_path, download=False, downsample=1, verify=False)
     assert full.x_train.shape == (N_TRAIN, 1, 28, 28)
     assert torch.equal(full.x_train[:, 0] * 255, torch.from_numpy(mnist_images(N_TRAIN, 0)).float())
-    four = load_dataset("mnist", root=tmp_path, download=False, downsample=4)
+    four = load_dataset("mnist", root=tmp_path, download=False, downsample=4, verify=False)
     assert four.x_test.shape == (N_TEST, 1, 7, 7)
     assert np.allclose(four.x_test.numpy(), pool(mnist_images(N_TEST, 100)[:, None], 4), atol=1e-6)
     for bad in (3, 0, -2, 2.0, True, "2"):
@@ -241,7 +241,7 @@ def test_fashion_mnist_from_debian_gz(tmp_path, monkeypatch):
     write_mnist_gz(debian)
     monkeypatch.setenv("TSSM_FASHION_MNIST_DIR", str(debian))
     root = tmp_path / "data"
-    ds = load_dataset("fashion_mnist", root=root, download=False)
+    ds = load_dataset("fashion_mnist", root=root, download=False, verify=False)
     assert ds.x_train.shape == (N_TRAIN, 1, 14, 14) and ds.x_test.shape == (N_TEST, 1, 14, 14)
     assert np.allclose(ds.x_train.numpy(), pool(mnist_images(N_TRAIN, 0)[:, None], 2), atol=1e-6)
     assert ds.y_test.tolist() == [7, 0, 3, 6]
@@ -250,7 +250,7 @@ def test_fashion_mnist_from_debian_gz(tmp_path, monkeypatch):
     assert (raw / "train-images-idx3-ubyte").read_bytes() == idx_bytes(mnist_images(N_TRAIN, 0))
     # the decompressed copy is used from then on, even without the Debian files
     monkeypatch.setenv("TSSM_FASHION_MNIST_DIR", str(tmp_path / "gone"))
-    again = load_dataset("fashion_mnist", root=root, download=False)
+    again = load_dataset("fashion_mnist", root=root, download=False, verify=False)
     assert torch.equal(again.x_train, ds.x_train)
 
 
@@ -268,7 +268,7 @@ def test_fashion_mnist_missing_everywhere(tmp_path, no_debian_fashion):
 
 def test_cifar10_from_pickled_batches(tmp_path):
     x_tr, y_tr, x_te, y_te = write_cifar10(tmp_path)
-    ds = load_dataset("cifar10", root=tmp_path, download=False)
+    ds = load_dataset("cifar10", root=tmp_path, download=False, verify=False)
     assert ds.name == "cifar10" and ds.num_classes == 10
     assert ds.x_train.shape == (10, 3, 16, 16) and ds.x_test.shape == (3, 3, 16, 16)
     assert ds.input_shape == (3, 16, 16)
@@ -279,13 +279,13 @@ def test_cifar10_from_pickled_batches(tmp_path):
     assert np.allclose(ds.x_train.numpy(), pool(x_tr, 2), atol=1e-6)
     assert np.allclose(ds.x_test.numpy(), pool(x_te, 2), atol=1e-6)
     assert ds.y_train.tolist() == y_tr and ds.y_test.tolist() == y_te
-    full = load_dataset("cifar10", root=tmp_path, download=False, downsample=1)
+    full = load_dataset("cifar10", root=tmp_path, download=False, downsample=1, verify=False)
     assert torch.equal(full.x_test * 255, torch.from_numpy(x_te).float())
 
 
 def test_cifar100_fine_labels(tmp_path):
     x_tr, y_tr, x_te, y_te = write_cifar100(tmp_path)
-    ds = load_dataset("cifar100", root=tmp_path, download=False)
+    ds = load_dataset("cifar100", root=tmp_path, download=False, verify=False)
     assert ds.num_classes == 100
     assert ds.x_train.shape == (5, 3, 16, 16) and ds.x_test.shape == (2, 3, 16, 16)
     check_dtypes(ds)
@@ -298,7 +298,7 @@ def test_cifar_partial_folder_is_unavailable(tmp_path):
     write_cifar10(tmp_path)
     (tmp_path / "cifar-10-batches-py" / "data_batch_3").unlink()
     with pytest.raises(DataUnavailableError) as info:
-        load_dataset("cifar10", root=tmp_path, download=False)
+        load_dataset("cifar10", root=tmp_path, download=False, verify=False)
     msg = str(info.value)
     assert "data_batch_3" in msg and str(tmp_path / "cifar-10-batches-py") in msg
     assert "torchvision.datasets.CIFAR10" in msg
@@ -352,7 +352,7 @@ def test_unknown_dataset():
 
 def test_name_spelling_variants(tmp_path):
     write_mnist_raw(tmp_path, "FashionMNIST")
-    assert load_dataset("Fashion-MNIST", root=tmp_path, download=False).name == "fashion_mnist"
+    assert load_dataset("Fashion-MNIST", root=tmp_path, download=False, verify=False).name == "fashion_mnist"
 
 
 # ------------------------------------------------------------------ real Fashion-MNIST
@@ -399,3 +399,143 @@ def test_truncated_debian_gz_is_a_clear_error(tmp_path, monkeypatch):
     with pytest.raises(DataUnavailableError, match="truncated or corrupt.*reinstall"):
         load_dataset("fashion_mnist", tmp_path / "data", download=False)
     assert not list((tmp_path / "data").rglob(".train-images*"))  # no temp file left behind
+
+
+# ------------------------------------------------------------ verified before trusted (issue 24)
+
+import hashlib  # noqa: E402
+import os  # noqa: E402
+
+from tssm import data as data_module  # noqa: E402
+from tssm.data import DatasetSpec, data_identity  # noqa: E402
+
+V_TRAIN, V_TEST = 20, 10  # every class present in both splits
+
+
+def write_idx_set(root: Path, folder: str, train: tuple[int, int] = (V_TRAIN, 28), test: tuple[int, int] = (V_TEST, 28),
+                  labels=None) -> Path:
+    """idx files of ``train``/``test`` = (rows, image side); labels cycle through 0..9 unless given."""
+    raw = root / folder / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for prefix, (n, side), offset in (("train", train, 0), ("t10k", test, 50)):
+        img = ((np.arange(n * side * side).reshape(n, side, side) + offset) % 256).astype(np.uint8)
+        lab = (np.arange(n) % 10).astype(np.uint8) if labels is None else labels(prefix, n)
+        (raw / f"{prefix}-images-idx3-ubyte").write_bytes(struct.pack(">IIII", 2051, n, side, side) + img.tobytes())
+        (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(idx_bytes(lab))
+    return raw
+
+
+@pytest.fixture
+def small_official(monkeypatch, no_debian_fashion):
+    """The official row counts of the MNIST family made V_TRAIN / V_TEST, so that small files
+    take the verified path (rows, classes, checksums) of real ones."""
+    for key in ("mnist", "fashion_mnist", "kmnist"):
+        monkeypatch.setitem(data_module.SPECS, key, DatasetSpec(10, 1, 28, V_TRAIN, V_TEST))
+    monkeypatch.setitem(data_module.IDX_SHA256, "fashion_mnist", {})
+
+
+def one_line_error(name: str, root: Path) -> str:
+    with pytest.raises(DataUnavailableError) as info:
+        load_dataset(name, root, download=False)
+    msg = str(info.value)
+    assert "\n" not in msg, msg
+    return msg
+
+
+def test_small_official_set_loads_and_is_described(tmp_path, small_official):
+    write_idx_set(tmp_path, "MNIST")
+    ds = load_dataset("mnist", tmp_path, download=False)
+    d = ds.describe()
+    assert d["rows"] == {"train": V_TRAIN, "test": V_TEST} and d["input_shape"] == [1, 14, 14]
+    assert d["verified"] == "official" and d["identity"] == data_identity("mnist", tmp_path)
+    assert ds.subset(5, 3).with_validation(0.2).describe()["rows"] == {"train": 4, "test": 3, "val": 1}
+
+
+@pytest.mark.parametrize("fault, layout, expected", [
+    ("train and test swapped", dict(train=(V_TEST, 28), test=(V_TRAIN, 28)), "train and test are swapped"),
+    ("32x32 images", dict(train=(V_TRAIN, 32), test=(V_TEST, 32)), "holds 32x32 images, not the dataset's 28x28"),
+    ("27x27 test images", dict(test=(V_TEST, 27)), "t10k-images-idx3-ubyte holds 27x27 images"),
+    ("all-zero labels", dict(labels=lambda p, n: np.zeros(n, np.uint8)), "take only 1 of the 10 classes"),
+    ("fewer rows", dict(train=(V_TRAIN - 2, 28)), f"{V_TRAIN - 2} training and {V_TEST} test rows, but the official"),
+])
+def test_files_that_lie_are_one_line_errors(tmp_path, small_official, fault, layout, expected):
+    write_idx_set(tmp_path, "KMNIST", **layout)
+    msg = one_line_error("kmnist", tmp_path)
+    assert expected in msg and "delete" in msg, (fault, msg)
+
+
+def test_images_and_labels_of_different_counts(tmp_path, small_official):
+    raw = write_idx_set(tmp_path, "MNIST")
+    (raw / "t10k-labels-idx1-ubyte").write_bytes(idx_bytes((np.arange(V_TEST - 1) % 10).astype(np.uint8)))
+    assert f"holds {V_TEST} images but t10k-labels {V_TEST - 1} labels" in one_line_error("mnist", tmp_path)
+
+
+def test_fashion_mnist_content_checksums_catch_shuffled_labels(tmp_path, small_official, monkeypatch):
+    raw = write_idx_set(tmp_path, "FashionMNIST")
+    monkeypatch.setitem(data_module.IDX_SHA256, "fashion_mnist", {
+        f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in raw.iterdir()})
+    load_dataset("fashion_mnist", tmp_path, download=False)  # the "official" files load
+    labels = np.frombuffer((raw / "train-labels-idx1-ubyte").read_bytes()[8:], np.uint8).copy()
+    np.random.default_rng(0).shuffle(labels)  # same rows, same classes: only the checksum sees it
+    (raw / "train-labels-idx1-ubyte").write_bytes(idx_bytes(labels))
+    msg = one_line_error("fashion_mnist", tmp_path)
+    assert "train-labels-idx1-ubyte is not the official file (sha256" in msg
+
+
+def test_real_fashion_mnist_checksums_are_the_debian_files():
+    """The sha256 list is the content of Debian's dataset-fashion-mnist (Zalando's release)."""
+    if not (DEBIAN_FASHION / "train-images-idx3-ubyte.gz").exists():
+        pytest.skip("Debian package dataset-fashion-mnist is not installed")
+    for name, sha in data_module.IDX_SHA256["fashion_mnist"].items():
+        with gzip.open(DEBIAN_FASHION / f"{name}.gz", "rb") as f:
+            assert hashlib.sha256(f.read()).hexdigest() == sha
+
+
+def test_debian_folder_missing_one_gz_names_that_file(tmp_path, monkeypatch):
+    src = tmp_path / "debian"
+    write_mnist_gz(src)
+    (src / "t10k-labels-idx1-ubyte.gz").unlink()
+    monkeypatch.setenv("TSSM_FASHION_MNIST_DIR", str(src))
+    msg = one_line_error("fashion_mnist", tmp_path / "data")
+    assert "lacks t10k-labels-idx1-ubyte.gz" in msg
+    assert "train-images" not in msg and "reinstall" in msg
+
+
+class _Evil:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("verify", [True, False])
+def test_malicious_cifar_batch_never_runs(tmp_path, verify):
+    write_cifar10(tmp_path)
+    marker = tmp_path / "pwned"
+    with open(tmp_path / "cifar-10-batches-py" / "data_batch_1", "wb") as f:
+        pickle.dump({"data": _Evil(marker), "labels": [0]}, f, protocol=2)
+    with pytest.raises(DataUnavailableError) as info:
+        load_dataset("cifar10", tmp_path, download=False, verify=verify)
+    msg = str(info.value)
+    assert not marker.exists(), "the pickle ran code"
+    assert "\n" not in msg and "data_batch_1" in msg
+    # verified: refused by torchvision's md5 before unpickling; unverified: by the unpickler
+    assert ("not the official file (md5" in msg and "not unpickled" in msg) if verify else "posix.system" in msg
+
+
+def test_cifar_official_md5_list_is_torchvisions():
+    import torchvision.datasets as tvd
+
+    md5 = data_module._cifar_md5("cifar10")
+    assert md5["data_batch_1"] == dict(tvd.CIFAR10.train_list)["data_batch_1"] and md5["batches.meta"] == tvd.CIFAR10.meta["md5"]
+
+
+def test_data_identity_is_content_not_path(tmp_path, small_official):
+    write_idx_set(tmp_path / "a", "MNIST")
+    write_idx_set(tmp_path / "b", "MNIST")
+    assert data_identity("mnist", tmp_path / "a") == data_identity("mnist", tmp_path / "b")
+    write_idx_set(tmp_path / "b", "MNIST", labels=lambda p, n: ((np.arange(n) + 1) % 10).astype(np.uint8))
+    assert data_identity("mnist", tmp_path / "a") != data_identity("mnist", tmp_path / "b")
+    assert data_identity("mnist", tmp_path / "none") != data_identity("mnist", tmp_path / "a")
+    assert data_identity("digits") == "sklearn-digits"

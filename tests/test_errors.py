@@ -31,6 +31,8 @@ CASES = [
     (["--dist-timeout", "0"], "dist_timeout must be a positive number"),
     (["--seed", "18000000000000"], "seed must be below 2**31"),
     (["--method", "adam", "--rho", "10"], "'rho' is a setting of gsadmm, dladmm, not of method 'adam'"),
+    (["--out", ""], "out must name a run folder, got an empty string"),
+    (["--mlflow", "true", "--tracking-uri", "foo://store"], "unknown tracking URI scheme 'foo:'"),
 ]
 
 

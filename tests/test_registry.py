@@ -103,7 +103,7 @@ def test_toy_method_is_one_file_and_one_registry_line(tmp_path):
         return subprocess.run([sys.executable, "-m", "tssm", *args], cwd=cwd, capture_output=True, text=True,
                               env=env, timeout=300)
 
-    help_text = tssm("train", "--help").stdout
+    help_text = tssm("train", "--method", "toy", "--help").stdout
     assert "settings of toy" in help_text and "--shrink" in help_text
     out = tmp_path / "run"
     r = tssm("train", "--method", "toy", "--shrink", "0.25", "--dataset", "digits", "--width", "16", "--depth", "3",

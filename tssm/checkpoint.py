@@ -4,23 +4,50 @@ loop's :class:`~tssm.run.TrainState`.
 One file per rank (``<out>/checkpoint/rank<r>.pt``), written atomically. A run started
 again with the same config resumes after the last finished epoch and ends with the same
 numbers as an uninterrupted run (the data order is a function of seed and epoch only). A
-checkpoint made by a different config is never reused. Checkpoints hold tensors and plain
-data only and are loaded with ``weights_only=True``: a tampered file cannot run code.
+checkpoint made by a different config (or on other data: the config hash covers the data
+files' content) is never reused. Checkpoints hold tensors and plain data only and are loaded
+with ``weights_only=True``: a tampered file cannot run code.
+
+Each checkpoint records the code that wrote it (:func:`code_version`: the git commit, else the
+package version). A checkpoint written by other code is refused with one line
+(:class:`CheckpointError`): resuming would make one run of two versions' numbers. ``--overwrite``
+starts such a run again from the start instead (docs/reliability.md).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 
 from .config import RunConfig
+from .errors import TSSMError
 from .solvers import Solver, Stage
-from .tracking import current_umask, warn
+from .tracking import current_umask, git_commit, warn
+
+
+class CheckpointError(TSSMError):
+    """A checkpoint that must not be resumed silently (written by other code)."""
+
+
+def _short(version: str) -> str:
+    return version[:12] if len(version) == 40 and all(c in "0123456789abcdef" for c in version) else version
+
+
+@lru_cache(maxsize=1)
+def code_version() -> str:
+    """What identifies the code that trains: the git commit of the checkout, else (an installed
+    package) ``tssm <version>``."""
+    from . import __version__
+
+    commit = git_commit()
+    return commit if commit != "unknown" else f"tssm {__version__}"
 
 
 def _one_line(e: Exception) -> str:
@@ -42,6 +69,7 @@ if TYPE_CHECKING:
 def save_checkpoint(path: Path, cfg: RunConfig, state: "TrainState", stages: list[Stage], solver: Solver) -> None:
     blob = {
         "config_hash": cfg.config_hash(),
+        "code_version": code_version(),
         "train_state": state.state_dict(),
         "torch_rng": torch.get_rng_state(),
         "stages": {
@@ -59,16 +87,23 @@ def save_checkpoint(path: Path, cfg: RunConfig, state: "TrainState", stages: lis
     os.close(fd)
     try:
         os.chmod(tmp, 0o666 & ~current_umask())
-        torch.save(blob, tmp)
+        try:
+            torch.save(blob, tmp)
+        except RuntimeError as e:  # torch reports a failed write (full disk, file size limit) as RuntimeError
+            raise OSError(errno.ENOSPC, f"torch.save could not write the checkpoint ({(str(e).strip().splitlines() or [''])[0][:120]}); "
+                          f"the disk is probably full", str(path)) from None
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
 
 
-def load_checkpoint(path: Path, cfg: RunConfig, stages: list[Stage], solver: Solver) -> "TrainState | None":
+def load_checkpoint(path: Path, cfg: RunConfig, stages: list[Stage], solver: Solver, *,
+                    other_code: str = "refuse") -> "TrainState | None":
     """Restore ``stages`` in place from ``path``; returns the saved loop state, or None when
-    there is no usable checkpoint (none, unreadable, or another config's)."""
+    there is no usable checkpoint (none, unreadable, or another config's). A checkpoint of other
+    code raises :class:`CheckpointError` (``other_code="refuse"``) or is ignored (``"restart"``,
+    what ``--overwrite`` asks)."""
     from .run import TrainState
 
     if not path.exists():
@@ -78,9 +113,22 @@ def load_checkpoint(path: Path, cfg: RunConfig, stages: list[Stage], solver: Sol
         if not isinstance(blob, dict) or not {"config_hash", "train_state", "stages"} <= set(blob):
             raise ValueError("not a tssm checkpoint")
         if blob.get("config_hash") != cfg.config_hash():
-            warn(f"ignoring checkpoint {path}: it was made by a different config; starting from scratch")
+            warn(f"ignoring checkpoint {path}: it was made by a different config or on other data; "
+                 f"starting from scratch")
             return None
         saved = [blob["stages"][st.index] for st in stages]
+        written_by = str(blob.get("code_version", "unrecorded (older tssm)"))
+        if written_by != code_version():
+            if other_code == "restart":
+                warn(f"ignoring checkpoint {path}: written by code {_short(written_by)} (this is {_short(code_version())}); "
+                     f"--overwrite starts the run again")
+                return None
+            raise CheckpointError(
+                f"checkpoint {path} was written by code {_short(written_by)}, this is {_short(code_version())}: resuming "
+                f"would mix two versions' numbers in one run; rerun with --overwrite to train it again from the "
+                f"start, or resume with the code of {_short(written_by)}")
+    except CheckpointError:
+        raise
     except Exception as e:  # not a checkpoint of ours, truncated, or made for other ranks
         why = (f"it lacks subnetwork {e.args[0] + 1}: made by a run with other ranks"
                if isinstance(e, KeyError) and isinstance(e.args[0], int) else _one_line(e))

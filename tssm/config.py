@@ -131,9 +131,12 @@ class MethodSettings:
 
 DEFAULT_LR = {"sgd": 0.01, "adam": 0.001}
 
-#: Fields of RunConfig that do not change the numbers (where a run goes, how it is recorded).
+#: Fields of RunConfig that do not change the numbers (where a run goes, how it is recorded). The
+#: data's *content* does: the run identity hashes it (``data_identity``), never its path.
 RECORDING = ("data_root", "download", "threads", "out", "tracking_uri", "experiment", "mlflow", "checkpoint", "tags",
              "tuned_file")
+#: Execution knobs that never change the numbers (how long a rank waits for a peer).
+EXECUTION_ONLY = ("dist_timeout",)
 
 
 @dataclass
@@ -255,21 +258,34 @@ class RunConfig:
         return json.loads(json.dumps(d))  # plain data (lists, not tuples)
 
     def hyperparameters(self) -> dict[str, Any]:
-        """What changes the numbers: ``to_dict`` without where the run goes and how it is recorded."""
-        return {k: v for k, v in self.to_dict().items() if k not in RECORDING}
+        """What changes the numbers: ``to_dict`` without where the run goes and how it is
+        recorded, the pure execution knobs, and the common fields the method ignores (dlADMM
+        takes no ``lr`` or ``batch_size``)."""
+        skip = {*RECORDING, *EXECUTION_ONLY, *self.method_class.ignores}
+        return {k: v for k, v in self.to_dict().items() if k not in skip}
 
     def config_hash(self) -> str:
-        """Hash of everything that changes the numbers: the common fields and the chosen
-        method's section, nothing another method reads (the preset's name is not: only the
-        values it set)."""
+        """The run identity: a hash of everything that changes the numbers -- the common fields
+        and the chosen method's section (nothing another method reads; the preset's name is
+        not in it, only the values it set) and the content of the data files
+        (:func:`tssm.data.data_identity`: their checksums, not their path)."""
+        from .data import data_identity
+
         values = {k: v for k, v in self.hyperparameters().items() if k != "preset"}
+        values["data"] = data_identity(self.dataset, self.data_root)
         return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
 
     def preset_values(self) -> dict[str, Any]:
-        """Every value the preset sets for this method (what run.json records with its name)."""
+        """Every value the preset sets for this method (what run.json records with its name):
+        resolved once, when the config was built, so the record is what trained even if
+        ``tuned_file`` changes meanwhile."""
+        if "_preset_values" in self.__dict__:
+            return dict(self.__dict__["_preset_values"])
         from .presets import preset_values
 
-        return preset_values(self.preset, self.method, self.to_dict()) if self.preset is not None else {}
+        resolved = preset_values(self.preset, self.method, self.to_dict()) if self.preset is not None else {}
+        self.__dict__["_preset_values"] = resolved
+        return dict(resolved)
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -286,7 +302,8 @@ class RunConfig:
         method = values.get("method", "gsadmm")
         if not isinstance(method, str) or method not in method_names():
             raise ConfigError(unknown_choice("method", method, method_names()))
-        values, _ = apply_preset(values, method)
+        # the preset is resolved here, once: the config and its record both use these values
+        values, declared = apply_preset(values, method)
         common = {k: values.pop(k) for k in cls.common_keys() if k in values}
         settings_cls = method_class(method).Settings
         own = {f.name for f in fields(settings_cls)}
@@ -294,6 +311,7 @@ class RunConfig:
         if values:
             raise ConfigError(_unknown_keys_message(values, method, source, cls.common_keys() + sorted(own)))
         cfg = cls(**common, settings=settings_cls(**scoped))
+        cfg.__dict__["_preset_values"] = declared
         cfg.validate()
         return cfg
 
@@ -348,6 +366,9 @@ class RunConfig:
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"val_fraction must be in [0, 1): the share of training rows held out for validation "
                               f"(got {self.val_fraction})")
+        if not self.out.strip():
+            raise ConfigError("out must name a run folder, got an empty string (it would write into the current "
+                              "directory); pass --out results/runs/NAME")
         if self.seed >= 2**31:
             raise ConfigError(f"seed must be below 2**31, got {self.seed}")
         if self.device not in ("cpu", "cuda", "auto") and not str(self.device).startswith("cuda:"):

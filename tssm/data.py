@@ -10,21 +10,31 @@ downsampled. The torchvision sets are read from torchvision's own on-disk layout
 ``root``; Fashion-MNIST can also come from Debian's ``dataset-fashion-mnist`` package.
 When a set is missing and cannot be downloaded, :class:`DataUnavailableError` says where
 it looked and how to get the files.
+
+Files are verified before they are trusted (docs/reliability.md): every file's structure
+(idx headers, shapes, row counts of images and labels, label range) always; and, by default,
+that they are the official set: torchvision's md5 of every CIFAR file, checked *before* it is
+unpickled (and then read by an unpickler that admits numpy arrays and plain data only), the
+sha256 of Fashion-MNIST's decompressed files, the official row counts and every class present.
+``data_identity`` names the files' content for the run identity (tssm.config).
 """
 
 from __future__ import annotations
 
 import contextlib
 import gzip
+import hashlib
 import io
+import json
 import os
 import pickle
+import struct
 import shutil
 import socket
 import tempfile
 import zlib
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -42,15 +52,41 @@ DATASETS: tuple[str, ...] = ("digits", "mnist", "fashion_mnist", "kmnist", "cifa
 FASHION_MNIST_ENV = "TSSM_FASHION_MNIST_DIR"
 DEFAULT_FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 
-_NUM_CLASSES = {
-    "digits": 10,
-    "mnist": 10,
-    "fashion_mnist": 10,
-    "kmnist": 10,
-    "cifar10": 10,
-    "cifar100": 100,
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What a dataset's official files hold; every load is checked against it."""
+
+    classes: int
+    channels: int
+    size: int  # side of the square images, before downsampling
+    train_rows: int | None  # rows of the official training and test files (None: not read from files)
+    test_rows: int | None
+
+
+SPECS: dict[str, DatasetSpec] = {
+    "digits": DatasetSpec(10, 1, 8, None, None),
+    "mnist": DatasetSpec(10, 1, 28, 60_000, 10_000),
+    "fashion_mnist": DatasetSpec(10, 1, 28, 60_000, 10_000),
+    "kmnist": DatasetSpec(10, 1, 28, 60_000, 10_000),
+    "cifar10": DatasetSpec(10, 3, 32, 50_000, 10_000),
+    "cifar100": DatasetSpec(100, 3, 32, 50_000, 10_000),
 }
-_IMAGE_SIZE = {"mnist": 28, "fashion_mnist": 28, "kmnist": 28, "cifar10": 32, "cifar100": 32}
+_NUM_CLASSES = {k: v.classes for k, v in SPECS.items()}
+_IMAGE_SIZE = {k: v.size for k, v in SPECS.items() if k != "digits"}
+
+#: sha256 of the decompressed idx files where their content is known: Zalando's Fashion-MNIST
+#: release, as Debian's ``dataset-fashion-mnist`` ships it (torchvision lists only the md5 of
+#: its own .gz files, which Debian recompressed).
+IDX_SHA256: dict[str, dict[str, str]] = {
+    "fashion_mnist": {
+        "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+        "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+        "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+        "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+    },
+}
 _MNIST_FILES = (
     "train-images-idx3-ubyte",
     "train-labels-idx1-ubyte",
@@ -76,11 +112,22 @@ class Dataset:
     num_classes: int
     x_val: torch.Tensor | None = None  # rows held out of the training set (see with_validation)
     y_val: torch.Tensor | None = None
+    identity: str = "unknown"  # the files' content (data_identity), recorded and hashed with the config
+    verified: str = "none"  # what was checked: "official" (checksums, counts, classes) or "structure"
 
     @property
     def input_shape(self) -> tuple[int, ...]:
         """``(C, H, W)`` of one example."""
         return tuple(self.x_train.shape[1:])
+
+    def describe(self) -> dict:
+        """What run.json records of the data a run trained on: rows per split, input shape, the
+        files' identity and how they were verified."""
+        rows = {"train": len(self.y_train), "test": len(self.y_test)}
+        if self.y_val is not None:
+            rows["val"] = len(self.y_val)
+        return {"name": self.name, "rows": rows, "input_shape": list(self.input_shape),
+                "num_classes": self.num_classes, "identity": self.identity, "verified": self.verified}
 
     def to(self, device: str | torch.device, dtype: torch.dtype | None = None) -> "Dataset":
         """A copy with every tensor on ``device`` and the inputs in ``dtype`` (None: as they
@@ -91,8 +138,8 @@ class Dataset:
         def y(t):
             return None if t is None else t.to(device)
 
-        return Dataset(name=self.name, x_train=x(self.x_train), y_train=y(self.y_train), x_test=x(self.x_test),
-                       y_test=y(self.y_test), num_classes=self.num_classes, x_val=x(self.x_val), y_val=y(self.y_val))
+        return dataclasses.replace(self, x_train=x(self.x_train), y_train=y(self.y_train), x_test=x(self.x_test),
+                                   y_test=y(self.y_test), x_val=x(self.x_val), y_val=y(self.y_val))
 
     def with_validation(self, fraction: float) -> "Dataset":
         """Hold out ``round(fraction * M)`` training rows as the validation split: rows drawn
@@ -122,14 +169,8 @@ class Dataset:
         """
         n_tr = _check_count("n_train", n_train, len(self.y_train), self.name)
         n_te = _check_count("n_test", n_test, len(self.y_test), self.name)
-        return Dataset(
-            name=self.name,
-            x_train=self.x_train[:n_tr],
-            y_train=self.y_train[:n_tr],
-            x_test=self.x_test[:n_te],
-            y_test=self.y_test[:n_te],
-            num_classes=self.num_classes,
-        )
+        return dataclasses.replace(self, x_train=self.x_train[:n_tr], y_train=self.y_train[:n_tr],
+                                   x_test=self.x_test[:n_te], y_test=self.y_test[:n_te], x_val=None, y_val=None)
 
 
 def _check_count(what: str, n: int | None, available: int, name: str) -> int:
@@ -152,6 +193,7 @@ def load_dataset(
     download: bool = True,
     downsample: int = 2,
     device: str | torch.device = "cpu",
+    verify: bool = True,
 ) -> Dataset:
     """Load a dataset as tensors: pixels in [0, 1], average-pooled by ``downsample``.
 
@@ -161,6 +203,11 @@ def load_dataset(
     ``download=False``, a missing set raises :class:`DataUnavailableError`.
     ``downsample`` is the pooling kernel and stride (1 = full resolution); it is ignored
     for ``digits``, which is already 8x8.
+
+    ``verify`` (the default, and what ``tssm train`` does) also requires the official files:
+    checksums where they are published, the official row counts, every class present.
+    ``verify=False`` is for small hand-made files (tests); their structure is still checked
+    and pickles are still read without running code.
     """
     key = _canonical_name(name)
     factor = _check_downsample(key, downsample)
@@ -172,7 +219,7 @@ def load_dataset(
     if key == "digits":
         ds = _load_digits()
     else:
-        ds = _load_torchvision(key, Path(os.path.expanduser(os.fspath(root))), bool(download), factor)
+        ds = _load_torchvision(key, Path(os.path.expanduser(os.fspath(root))), bool(download), factor, verify)
     return ds.to(dev)
 
 
@@ -214,7 +261,198 @@ def _load_digits() -> Dataset:
         x_test=torch.from_numpy(np.ascontiguousarray(x_te)),
         y_test=torch.from_numpy(np.ascontiguousarray(y_te)),
         num_classes=10,
+        identity=DIGITS_IDENTITY,
+        verified="official",
     )
+
+
+#: The identity of scikit-learn's bundled digits (the same file in every release).
+DIGITS_IDENTITY = "sklearn-digits"
+
+
+# ---------------------------------------------------------------------- verification
+
+
+class _BadFile(ValueError):
+    """A data file that is not what it should be (the message says how)."""
+
+
+@lru_cache(maxsize=64)
+def _digest_cached(path: str, algorithm: str, size: int, mtime_ns: int, inode: int) -> str:
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_digest(path: Path, algorithm: str = "sha256") -> str:
+    """The file's digest, computed once per process while its size and mtime stay the same."""
+    st = os.stat(path)
+    return _digest_cached(os.fspath(path), algorithm, st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def data_identity(name: str, root: str | os.PathLike = "data") -> str:
+    """A short name for the content of the files ``load_dataset(name, root)`` reads: the hash of
+    their names and checksums (not their path), so a run made on other data is another run.
+    Files not on disk yet count as ``missing``."""
+    key = _canonical_name(name)
+    if key == "digits":
+        return DIGITS_IDENTITY
+    root = Path(os.path.expanduser(os.fspath(root)))
+    files = _source_files(key, root)
+    digests = {f.name: (file_digest(f, _ALGORITHM[key.startswith("cifar")]) if f.is_file() else "missing")
+               for f in files}
+    return hashlib.sha256(json.dumps(digests, sort_keys=True).encode()).hexdigest()[:16]
+
+
+_ALGORITHM = {True: "md5", False: "sha256"}  # cifar: torchvision's md5 list; idx: sha256
+
+
+def _source_files(key: str, root: Path) -> list[Path]:
+    """The files a load of ``key`` reads."""
+    cls = _classes(key)[0]
+    if key.startswith("cifar"):
+        folder = root / cls.base_folder
+        return [folder / f for f, _ in cls.train_list + cls.test_list] + [folder / cls.meta["filename"]]
+    raw = root / cls.__name__ / "raw"
+    processed = root / cls.__name__ / "processed"
+    if not all((raw / f).is_file() for f in _MNIST_FILES) and all(
+            (processed / f).is_file() for f in (cls.training_file, cls.test_file)):
+        return [processed / cls.training_file, processed / cls.test_file]
+    return [raw / f for f in _MNIST_FILES]
+
+
+def _check_idx(path: Path, images: bool, size: int) -> int:
+    """Check an idx file's header against its length and the dataset's shape; its row count."""
+    with open(path, "rb") as f:
+        head = f.read(16 if images else 8)
+    length = os.path.getsize(path)
+    magic, want = (2051, "an idx image file") if images else (2049, "an idx label file")
+    if len(head) < (16 if images else 8) or struct.unpack(">I", head[:4])[0] != magic:
+        raise _BadFile(f"{path.name} is not {want}: bad magic number or size")
+    n = struct.unpack(">I", head[4:8])[0]
+    if images:
+        h, w = struct.unpack(">II", head[8:16])
+        if (h, w) != (size, size):
+            raise _BadFile(f"{path.name} holds {h}x{w} images, not the dataset's {size}x{size}")
+        expected = 16 + n * h * w
+    else:
+        expected = 8 + n
+    if length != expected:
+        raise _BadFile(f"{path.name} is {length} bytes but its header promises {expected} "
+                       f"({'truncated' if length < expected else 'extra bytes'})")
+    return n
+
+
+def _check_split_labels(key: str, split: str, labels: torch.Tensor, official: bool) -> None:
+    classes = SPECS[key].classes
+    if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= classes):
+        raise _BadFile(f"{split} labels from {int(labels.min())} to {int(labels.max())}, but it has "
+                       f"{classes} classes (0..{classes - 1}); the label file is corrupt")
+    if official:
+        present = int(torch.unique(labels).numel())
+        if present < classes:
+            raise _BadFile(f"the {split} labels take only {present} of the {classes} classes "
+                           f"(all-zero or damaged labels)")
+
+
+def _check_rows(key: str, n_train: int, n_test: int) -> None:
+    spec = SPECS[key]
+    if (n_train, n_test) == (spec.test_rows, spec.train_rows):
+        raise _BadFile(f"train and test are swapped: {n_train} training and {n_test} test rows, but the official "
+                       f"files hold {spec.train_rows} and {spec.test_rows}")
+    if (n_train, n_test) != (spec.train_rows, spec.test_rows):
+        raise _BadFile(f"{n_train} training and {n_test} test rows, but the official files hold "
+                       f"{spec.train_rows} and {spec.test_rows}")
+
+
+def _check_checksums(key: str, files: list[Path]) -> None:
+    """Every file whose official checksum is known must have it (before anything reads it)."""
+    known = {name: (md5, "md5") for name, md5 in _cifar_md5(key).items()} if key.startswith("cifar") else {
+        name: (sha, "sha256") for name, sha in IDX_SHA256.get(key, {}).items()}
+    for f in files:
+        if f.name not in known:
+            continue
+        want, algorithm = known[f.name]
+        got = file_digest(f, algorithm)
+        if got != want:
+            source = "torchvision's md5 list" if algorithm == "md5" else "the official release"
+            raise _BadFile(f"{f.name} is not the official file ({algorithm} {got[:12]}..., {source} says "
+                           f"{want[:12]}...){'; it was not unpickled' if algorithm == 'md5' else ''}")
+
+
+def _cifar_md5(key: str) -> dict[str, str]:
+    cls = _classes(key)[0]
+    return {**{f: md5 for f, md5 in cls.train_list + cls.test_list}, cls.meta["filename"]: cls.meta["md5"]}
+
+
+class _ArraysOnly(pickle.Unpickler):
+    """An unpickler that builds numpy arrays and plain data only: a CIFAR batch cannot run code
+    even when its checksum is not checked (``verify=False``)."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+               ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar")}
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise _BadFile(f"it holds a {module}.{name} object, not only arrays and plain data; not read")
+        return super().find_class(module, name)
+
+
+def _read_cifar(key: str, folder: Path, official: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """uint8 ``[N, 3, 32, 32]`` images and int64 labels of the training and test files."""
+    cls = _classes(key)[0]
+    label_key = "fine_labels" if key == "cifar100" else "labels"
+    out = []
+    for split, names in (("training", cls.train_list), ("test", cls.test_list)):
+        xs, ys = [], []
+        for name, _ in names:
+            path = folder / name
+            try:
+                with open(path, "rb") as f:
+                    batch = _ArraysOnly(f, encoding="latin1").load()
+            except _BadFile as e:
+                raise _BadFile(f"{name}: {e}") from e
+            except Exception as e:  # truncated or not a pickle
+                raise _BadFile(f"{name} is not a readable CIFAR batch ({type(e).__name__}: {_one_line(e, 120)})") from e
+            data = batch.get("data") if isinstance(batch, dict) else None
+            labels = batch.get(label_key) if isinstance(batch, dict) else None
+            if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or labels is None:
+                raise _BadFile(f"{name} does not hold a uint8 'data' array and {label_key!r}")
+            if data.shape[1] != 3 * 32 * 32:
+                raise _BadFile(f"{name} holds rows of {data.shape[1]} values, not 3x32x32 = 3072")
+            if len(labels) != len(data):
+                raise _BadFile(f"{name} holds {len(data)} images but {len(labels)} labels")
+            xs.append(data.reshape(-1, 3, 32, 32))
+            ys.append(np.asarray(labels, dtype=np.int64).reshape(-1))
+        out += [torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys))]
+    return out[0], out[1], out[2], out[3]
+
+
+def _read_mnist(key: str, root: Path, official: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """uint8 ``[N, 1, 28, 28]`` images and int64 labels, headers checked before torchvision reads them."""
+    cls = _classes(key)[0]
+    raw = root / cls.__name__ / "raw"
+    size = SPECS[key].size
+    if all((raw / f).is_file() for f in _MNIST_FILES):
+        counts = {f: _check_idx(raw / f, "images" in f, size) for f in _MNIST_FILES}
+        for split in ("train", "t10k"):
+            n_img, n_lab = counts[f"{split}-images-idx3-ubyte"], counts[f"{split}-labels-idx1-ubyte"]
+            if n_img != n_lab:
+                raise _BadFile(f"{split}-images holds {n_img} images but {split}-labels {n_lab} labels")
+    out = []
+    for train in (True, False):
+        tv = cls(os.fspath(root), train=train, download=False)
+        images = torch.as_tensor(tv.data, dtype=torch.uint8)
+        if images.ndim != 3 or tuple(images.shape[1:]) != (size, size):
+            raise _BadFile(f"the {'training' if train else 'test'} images are {tuple(images.shape[1:])}, not {size}x{size}")
+        labels = torch.as_tensor(np.asarray(tv.targets), dtype=torch.int64).reshape(-1)
+        if len(labels) != len(images):
+            raise _BadFile(f"{len(images)} images but {len(labels)} labels")
+        out += [images.unsqueeze(1), labels]
+    return out[0], out[1], out[2], out[3]
 
 
 # ---------------------------------------------------------------------- torchvision
@@ -222,38 +460,12 @@ def _load_digits() -> Dataset:
 
 @lru_cache(maxsize=None)
 def _classes(key: str):
+    """(the class whose on-disk layout and file lists are read, the class that downloads)."""
     from torchvision import datasets as tvd
 
-    # torchvision's CIFAR classes check the md5 of every batch file, on each load, which
-    # also rejects anything but the exact official files (e.g. tiny test fixtures). When
-    # loading files that are already on disk we only check that they exist; a truncated
-    # or corrupt file still fails while unpickling and is reported as such. Downloads
-    # keep the stock classes, so what is downloaded is md5-checked.
-    # The MNIST family needs no such subclass: torchvision 0.29 only checks that the
-    # extracted raw files exist (md5 is only checked for the downloaded .gz).
-    class _CIFAR10Files(tvd.CIFAR10):
-        def _check_integrity(self) -> bool:
-            return not _missing_cifar(type(self), self.root)
-
-        def _load_meta(self) -> None:
-            path = os.path.join(self.root, self.base_folder, self.meta["filename"])
-            with open(path, "rb") as f:
-                self.classes = pickle.load(f, encoding="latin1")[self.meta["key"]]
-            self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
-
-    class _CIFAR100Files(_CIFAR10Files):
-        base_folder = tvd.CIFAR100.base_folder
-        train_list = tvd.CIFAR100.train_list
-        test_list = tvd.CIFAR100.test_list
-        meta = tvd.CIFAR100.meta
-
-    return {
-        "mnist": (tvd.MNIST, tvd.MNIST),
-        "fashion_mnist": (tvd.FashionMNIST, tvd.FashionMNIST),
-        "kmnist": (tvd.KMNIST, tvd.KMNIST),
-        "cifar10": (_CIFAR10Files, tvd.CIFAR10),
-        "cifar100": (_CIFAR100Files, tvd.CIFAR100),
-    }[key]
+    cls = {"mnist": tvd.MNIST, "fashion_mnist": tvd.FashionMNIST, "kmnist": tvd.KMNIST, "cifar10": tvd.CIFAR10,
+           "cifar100": tvd.CIFAR100}[key]
+    return cls, cls
 
 
 def _missing_cifar(cls, root) -> list[str]:
@@ -291,8 +503,13 @@ def _install_debian_fashion_mnist(raw: Path) -> bool:
     """
     src = _fashion_mnist_dir()
     sources = [src / f"{f}.gz" for f in _MNIST_FILES]
-    if not all(p.is_file() for p in sources):
+    absent = [p.name for p in sources if not p.is_file()]
+    if len(absent) == len(sources):
         return False
+    if absent:  # a damaged installation, not "no Debian files": name what is missing
+        raise DataUnavailableError(
+            f"dataset 'fashion_mnist': {src} lacks {', '.join(absent)} (the other files are there); "
+            f"reinstall it (`apt-get install --reinstall dataset-fashion-mnist`)")
     raw.mkdir(parents=True, exist_ok=True)
     for gz, name in zip(sources, _MNIST_FILES):
         dest = raw / name
@@ -348,7 +565,7 @@ def _how_to_fix(key: str, cls, root: Path) -> str:
     return "\n".join(lines)
 
 
-def _load_torchvision(key: str, root: Path, download: bool, factor: int) -> Dataset:
+def _load_torchvision(key: str, root: Path, download: bool, factor: int, verify: bool = True) -> Dataset:
     local_cls, download_cls = _classes(key)
     folder = _data_dir(key, local_cls, root)
     missing = _missing(key, local_cls, root)
@@ -376,41 +593,35 @@ def _load_torchvision(key: str, root: Path, download: bool, factor: int) -> Data
                 f"{where}.\n" + _how_to_fix(key, download_cls, root)
             ) from e
 
+    files = _source_files(key, root)
     try:
-        train = local_cls(os.fspath(root), train=True, download=False)
-        test = local_cls(os.fspath(root), train=False, download=False)
+        if verify and key.startswith("cifar"):  # before anything reads them: a CIFAR batch is a pickle
+            _check_checksums(key, files)
+        reader = _read_cifar if key.startswith("cifar") else _read_mnist
+        x_train, y_train, x_test, y_test = reader(key, folder if key.startswith("cifar") else root, verify)
+        if tuple(x_train.shape[1:]) != tuple(x_test.shape[1:]):
+            raise _BadFile(f"training images are {tuple(x_train.shape[1:])} but test images "
+                           f"{tuple(x_test.shape[1:])}")
+        _check_split_labels(key, "training", y_train, False)
+        _check_split_labels(key, "test", y_test, False)
+        if verify:
+            _check_rows(key, len(y_train), len(y_test))
+            _check_split_labels(key, "training", y_train, True)
+            _check_split_labels(key, "test", y_test, True)
+            _check_checksums(key, files)  # idx files: after the checks that say more (swapped, all-zero)
+    except _BadFile as e:
+        raise DataUnavailableError(
+            f"dataset {key!r}: the files in {folder} could not be read ({e}); they are probably truncated, corrupt "
+            f"or not {key}'s: delete {folder} and get them again") from e
     except Exception as e:
         # torchvision's reader only asserts the IDX header: say what that means, not "AssertionError"
         detail = (f"{type(e).__name__}: {_one_line(e)}" if str(e).strip() and not isinstance(e, AssertionError)
                   else "unexpected file format: bad magic number or size")
         raise DataUnavailableError(
-            f"dataset {key!r}: the files in {folder} could not be read ({detail}); "
-            f"they are probably truncated or corrupt: delete {folder} and get them again.\n"
-            + _how_to_fix(key, download_cls, root)
-        ) from e
-
-    x_train, y_train = _to_tensors(key, train, factor)
-    x_test, y_test = _to_tensors(key, test, factor)
-    return Dataset(key, x_train, y_train, x_test, y_test, _NUM_CLASSES[key])
-
-
-def _to_tensors(key: str, tv_dataset, factor: int) -> tuple[torch.Tensor, torch.Tensor]:
-    if key.startswith("cifar"):
-        # numpy uint8 [N, 32, 32, 3] -> [N, 3, 32, 32]
-        images = torch.from_numpy(np.asarray(tv_dataset.data, dtype=np.uint8)).permute(0, 3, 1, 2)
-    else:
-        images = torch.as_tensor(tv_dataset.data, dtype=torch.uint8).unsqueeze(1)  # [N, 1, 28, 28]
-    labels = torch.as_tensor(np.asarray(tv_dataset.targets), dtype=torch.int64).reshape(-1)
-    if len(labels) != len(images):
-        raise DataUnavailableError(
-            f"dataset {key!r}: {len(images)} images but {len(labels)} labels; the files are inconsistent"
-        )
-    if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= _NUM_CLASSES[key]):
-        raise DataUnavailableError(
-            f"dataset {key!r}: labels from {int(labels.min())} to {int(labels.max())}, but it has "
-            f"{_NUM_CLASSES[key]} classes (0..{_NUM_CLASSES[key] - 1}); the label file is corrupt"
-        )
-    return _unit_and_pool(images, factor), labels
+            f"dataset {key!r}: the files in {folder} could not be read ({detail}); they are probably truncated or "
+            f"corrupt: delete {folder} and get them again") from e
+    return Dataset(key, _unit_and_pool(x_train, factor), y_train, _unit_and_pool(x_test, factor), y_test,
+                   SPECS[key].classes, identity=data_identity(key, root), verified="official" if verify else "structure")
 
 
 def _unit_and_pool(images: torch.Tensor, factor: int) -> torch.Tensor:

@@ -46,11 +46,11 @@ def preset_values(name: str, method: str, point: dict[str, Any] | None = None) -
 
 def apply_preset(values: dict[str, Any], method: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """``values`` (flat keys, as given) with the preset they name filled in under them, and
-    what the preset set (the keys ``values`` did not give)."""
+    every value the preset sets for ``method`` (what the run records with the preset's name)."""
     name = values.get("preset")
     if name is None:
         return values, {}
     if not isinstance(name, str):
         raise ConfigError(f"preset must be a name ({', '.join(PRESETS)}), got {name!r}")
-    chosen = {k: v for k, v in preset_values(name, method, values).items() if k not in values}
-    return {**chosen, **values}, chosen
+    declared = preset_values(name, method, values)
+    return {**{k: v for k, v in declared.items() if k not in values}, **values}, declared

@@ -201,6 +201,7 @@ class Session:
     executor: Executor
     recorder: Recorder | None
     ckpt_path: Path
+    overwrite: bool = False  # --overwrite: a checkpoint of other code starts the run again
 
 
 def train(cfg: RunConfig, *, progress: bool = True, overwrite: bool = False) -> dict[str, Any]:
@@ -211,7 +212,8 @@ def train(cfg: RunConfig, *, progress: bool = True, overwrite: bool = False) -> 
     ``overwrite``."""
     cfg.validate()
     session = start(cfg)
-    folder = RunFolder(cfg.out, cfg.config_hash(), cfg.to_dict())
+    session.overwrite = overwrite
+    folder = RunFolder(cfg.out, cfg.config_hash(), {**cfg.to_dict(), "data_identity": session.problem.data.identity})
     try:
         done = claim_folder(session, folder, overwrite)
         if done:
@@ -226,8 +228,14 @@ def train_claimed(session: Session, progress: bool) -> dict[str, Any]:
     if signal.getsignal(signal.SIGINT) is exit_before_start:  # from here Ctrl-C is recorded as interrupted
         signal.signal(signal.SIGINT, signal.default_int_handler)
     cfg = session.cfg
-    state = resume_or_initialise(session)
     ex, recorder = session.executor, session.recorder
+    try:
+        state = resume_or_initialise(session)
+    except Exception as e:  # a refused checkpoint, a store that fails: a failed record, then the error
+        if recorder:
+            record_failure(recorder, f"{type(e).__name__}: {e}", record_extra(session))
+        ex.close()
+        raise
     status, reason, epoch = "finished", None, state.epoch
     with stop_on_sigterm() as stop, ProgressBar(cfg, progress and ex.is_main, state.epoch + 1) as bar:
         try:
@@ -247,7 +255,7 @@ def train_claimed(session: Session, progress: bool) -> dict[str, Any]:
             status, reason = "interrupted", "interrupted by the user; rerun to resume from the last checkpoint"
         except Exception as e:  # record the failure (run.json, MLflow FAILED), then report it
             if recorder:
-                record_failure(recorder, f"{type(e).__name__}: {e}")
+                record_failure(recorder, f"{type(e).__name__}: {e}", record_extra(session))
             raise
         finally:
             ex.close()
@@ -276,6 +284,8 @@ def start(cfg: RunConfig) -> Session:
         recorder.connect()
 
     problem = build_problem(cfg, device)
+    if world > 1:  # the same data on every rank: its content is part of the run's identity
+        agree_on_config({"data_identity": problem.data.identity}, rank, world)
     reset_peak_memory()
     stages = build_stages(cfg, problem)
     solver = make_solver(cfg, problem.data.x_train, problem.data.y_train)
@@ -311,7 +321,8 @@ def claim_folder(s: Session, folder: RunFolder, overwrite: bool) -> str | None:
 def resume_or_initialise(s: Session) -> TrainState:
     """The state after the last checkpointed epoch, or a fresh one after the solver's
     initialisation phases; starts the MLflow run (a resumed run continues its own)."""
-    state = load_checkpoint(s.ckpt_path, s.cfg, s.executor.stages, s.solver) if s.cfg.checkpoint else None
+    state = (load_checkpoint(s.ckpt_path, s.cfg, s.executor.stages, s.solver,
+                             other_code="restart" if s.overwrite else "refuse") if s.cfg.checkpoint else None)
     epochs = s.executor.all_sum({f"resume_epoch_r{s.executor.rank}": state.epoch if state else 0})
     if len(set(epochs.values())) > 1:
         found = ", ".join(f"rank {k.rsplit('_r', 1)[1]}: epoch {int(v)}" for k, v in sorted(epochs.items()))
@@ -414,21 +425,28 @@ def publish(s: Session) -> None:
         s.recorder.log_pending()
 
 
-def record_failure(recorder: Recorder, reason: str) -> None:
+def record_extra(s: Session) -> dict[str, Any]:
+    """What run.json records beside the config: the data the run trained on (rows per split,
+    input shape, the files' identity and verification)."""
+    return {"data": s.problem.data.describe()}
+
+
+def record_failure(recorder: Recorder, reason: str, extra: dict[str, Any] | None = None) -> None:
     """Mark the run failed as far as the disk allows: the whole record, else run.json alone
     (a full disk may refuse the metrics but take the small run.json), else nothing."""
     try:
-        recorder.finish("failed", reason)
+        recorder.finish("failed", reason, extra)
     except OSError:
         with contextlib.suppress(OSError):
-            recorder.write_run_json("failed", reason)
+            recorder.write_run_json("failed", reason, extra)
+        recorder.close_failed(reason)  # never leave the MLflow run RUNNING
 
 
 def finish(s: Session, status: str, reason: str | None) -> dict[str, Any]:
     """Write the record; a finished run drops its checkpoint; an interrupted one is an error."""
     info: dict[str, Any] = {"status": status, "reason": reason}
     if s.recorder:
-        info = s.recorder.finish(status, reason, {"splits_blocks": [len(st.net) for st in s.stages],
+        info = s.recorder.finish(status, reason, {**record_extra(s), "splits_blocks": [len(st.net) for st in s.stages],
                                                   "layerwise": s.solver.layerwise})
     if status == "finished" and s.cfg.checkpoint:
         s.ckpt_path.unlink(missing_ok=True)  # a finished run keeps its record, not its (large) checkpoint

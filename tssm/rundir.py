@@ -63,9 +63,9 @@ class RunFolder:
         if owner is not None and owner != self.hash and has_record:
             if not overwrite:
                 raise RunFolderError(
-                    f"{self.out} holds a run of another config (config hash {owner}, status {status or 'unfinished'}); "
-                    f"this one is {self.hash}. Use another --out, or --overwrite to move the old record to "
-                    f"{self.out / REPLACED}/ and start again")
+                    f"{self.out} holds a run of another config (config hash {owner}, status {status or 'unfinished'}"
+                    f"{self._differences()}); this one is {self.hash}. Use another --out, or --overwrite to move the "
+                    f"old record to {self.out / REPLACED}/ and start again")
             self.move_aside()
         elif status == "finished" and overwrite:
             self.move_aside()
@@ -104,6 +104,24 @@ class RunFolder:
             if value:
                 return str(value)
         return None
+
+    def _differences(self) -> str:
+        """``, differs in: lr, data_identity`` between the owner's recorded config and this one
+        (empty when the owner recorded none)."""
+        try:
+            theirs = json.loads((self.out / OWNER).read_text()).get("config") or {}
+        except (OSError, ValueError, AttributeError):
+            return ""
+        if not isinstance(theirs, dict) or not theirs:
+            return ""
+        keys = sorted(k for k in set(theirs) | set(self.config) if k not in ("out",)
+                      and theirs.get(k) != self.config.get(k))
+        older = "data_identity" not in theirs  # recorded before the hash covered the data
+        named = [("the data files' content" if k == "data_identity" else k) for k in keys
+                 if not (older and k == "data_identity")]
+        if named:
+            return f", differs in: {', '.join(named)}"
+        return ", recorded by an older tssm whose hash covered other fields" if older else ", the same settings"
 
     def _status(self) -> str | None:
         try:

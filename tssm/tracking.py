@@ -213,7 +213,12 @@ def ensure_sqlite_store(tracking_uri: str, timeout: float | None = None) -> None
         return
     from filelock import FileLock, Timeout
 
-    db.parent.mkdir(parents=True, exist_ok=True)
+    try:  # filelock waits out its whole timeout on a lock file it cannot create: say why at once
+        db.parent.mkdir(parents=True, exist_ok=True)
+        open(str(db) + ".lock", "a").close()
+    except OSError as e:
+        raise TrackingError(f"cannot create the MLflow store {db}: {e.strerror or e}; point --tracking-uri at a "
+                            f"writable place, or run with --mlflow false") from None
     quiet_mlflow_logs()
     try:
         with FileLock(str(db) + ".lock", timeout=RETRY_SECONDS if timeout is None else timeout):
@@ -254,6 +259,10 @@ def _http_env(**values: str):
                 os.environ[k] = v
 
 
+#: The URI schemes of MLflow's tracking stores ('': a plain path, a file store).
+TRACKING_SCHEMES = ("", "file", "sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks")
+
+
 def open_client(tracking_uri: str):
     """An MlflowClient of ``tracking_uri`` whose store is known to work.
 
@@ -267,6 +276,10 @@ def open_client(tracking_uri: str):
     except ImportError as e:
         raise TrackingError(f"MLflow is not installed ({e}); install it, or run with --mlflow false") from None
     scheme = urlparse(tracking_uri).scheme
+    if scheme not in TRACKING_SCHEMES:  # MLflow itself would talk about its model registry
+        raise TrackingError(f"unknown tracking URI scheme {scheme + ':'!r} in {tracking_uri!r}; MLflow stores take "
+                            f"{', '.join(s + ':' for s in TRACKING_SCHEMES if s)} or a plain path; "
+                            f"or run with --mlflow false")
     try:
         ensure_sqlite_store(tracking_uri)
         client = retry_locked(MlflowClient, tracking_uri=tracking_uri)
@@ -587,6 +600,14 @@ class Recorder:
             warn(f"MLflow logging stopped ({self._error}); the run's files are unaffected, "
                  f"and its MLflow run will be marked FAILED with tag tracking_error")
             return False
+
+    def close_failed(self, reason: str) -> None:
+        """Close the MLflow run FAILED without writing a file (when the disk refuses them), so
+        that it is never left RUNNING."""
+        if self._mlflow is not None and self._run_id is not None:
+            self._mlflow_call(self._mlflow.set_tag, self._run_id, "failure_reason", reason[:5000])
+            with contextlib.suppress(Exception):
+                retry_locked(self._mlflow.set_terminated, self._run_id, "FAILED", deadline_s=min(RETRY_SECONDS, 15))
 
     def _log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         def log():

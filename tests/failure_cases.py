@@ -1,16 +1,20 @@
-"""Every failure case of issue #14 and the README's bad-input table, run as a user would (not a test).
+"""The failure-case table: every failure class of issues #14 and #24 and the README's bad-input
+table, run as a user would, each case one or a few small ``tssm train`` processes (digits, tiny
+or real-size fake data files) in a temporary folder.
 
-Each case is one or a few small ``tssm train`` processes on digits (or tiny fake IDX files) in
-a temporary folder. For each it records the exit code, the first line of stderr (the user's
-message), what was kept (run.json status, metric rows, MLflow run statuses) and whether that
-is the expected behaviour: the expected exit code, a substring of the message, no traceback,
-and the case's own check (nothing lost, nothing left RUNNING, within the time limit).
+For each case it records the exit code, the first line of stderr (the user's message), what was
+kept (run.json status, metric rows, MLflow run statuses) and whether that is the expected
+behaviour: the expected exit code, a substring of the message, no traceback, and the case's own
+check (nothing lost, nothing left RUNNING, no code run, within the time limit).
 
-    python benchmarks/failure_cases.py                 # all cases, a few minutes on 2 cores
-    python benchmarks/failure_cases.py --only yaml     # the cases whose name contains "yaml"
+Every case is a test of the slow tier (tests/test_failure_cases.py):
 
-Prints a markdown table and writes ``results/failure_cases.csv`` and ``.md`` (git-ignored);
-exits 1 when any case does not behave.
+    pytest -m slow tests/test_failure_cases.py              # all cases, ~10 minutes on 2 cores
+    pytest -m slow tests/test_failure_cases.py -k dataset   # the cases whose name matches
+
+and the same cases print as a table (docs/reliability.md):
+
+    python tests/failure_cases.py [--only NAME]             # writes results/failure_cases.{csv,md}
 """
 
 from __future__ import annotations
@@ -689,6 +693,241 @@ def _misspelled(c: Ctx) -> Outcome:
 @case("bad input: --device cuda without a GPU", 2, "no CUDA GPU is visible")
 def _cuda(c: Ctx) -> Outcome:
     return Outcome(c.tssm("train", *TINY, *OFF, "--device", "cuda", "--out", str(c.tmp / "r")), kept(c.tmp / "r"))
+
+
+# ---------------------------------------------------------------------------- data verified (issue 24)
+DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
+
+
+def _train_on(c: Ctx, dataset: str, root: Path, *extra: str, env: dict | None = None) -> Proc:
+    return c.tssm("train", *TINY, *OFF, "--dataset", dataset, "--data-root", str(root), "--download", "false",
+                  "--n-train", "200", "--n-test", "100", "--epochs", "1", "--out", str(c.tmp / "r"), *extra, env=env)
+
+
+def _debian_copy(c: Ctx, change: Callable[[dict[str, bytes]], None]) -> dict:
+    """A Debian-style Fashion-MNIST folder: the real files (when installed, else a SKIP-like
+    harness error), decompressed, changed by ``change``, recompressed; the env that points at it."""
+    if not (DEBIAN_FASHION / "train-images-idx3-ubyte.gz").exists():
+        raise RuntimeError("needs Debian's dataset-fashion-mnist")
+    files = {f.name[:-3]: gzip.decompress(f.read_bytes()) for f in DEBIAN_FASHION.glob("*.gz")}
+    change(files)
+    src = c.tmp / "debian"
+    src.mkdir()
+    for name, data in files.items():
+        (src / f"{name}.gz").write_bytes(gzip.compress(data, compresslevel=1))
+    return {**c.env, "TSSM_FASHION_MNIST_DIR": str(src)}
+
+
+def _swap(files: dict[str, bytes]) -> None:
+    for kind in ("images-idx3-ubyte", "labels-idx1-ubyte"):
+        files[f"train-{kind}"], files[f"t10k-{kind}"] = files[f"t10k-{kind}"], files[f"train-{kind}"]
+
+
+def _zero_labels(files: dict[str, bytes]) -> None:
+    files["train-labels-idx1-ubyte"] = files["train-labels-idx1-ubyte"][:8] + bytes(60000)
+
+
+def _shuffle_labels(files: dict[str, bytes]) -> None:
+    import numpy as np
+
+    labels = np.frombuffer(files["train-labels-idx1-ubyte"][8:], np.uint8).copy()
+    np.random.default_rng(0).shuffle(labels)
+    files["train-labels-idx1-ubyte"] = files["train-labels-idx1-ubyte"][:8] + labels.tobytes()
+
+
+for _name, _change, _message in (("train and test swapped", _swap, "train and test are swapped"),
+                                 ("all-zero training labels", _zero_labels, "take only 1 of the 10 classes"),
+                                 ("shuffled training labels", _shuffle_labels,
+                                  "train-labels-idx1-ubyte is not the official file (sha256")):
+    def _fashion_case(c: Ctx, change=_change) -> Outcome:
+        env = _debian_copy(c, change)
+        p = _train_on(c, "fashion_mnist", c.tmp / "data", env=env)
+        return Outcome(p, kept(c.tmp / "r"), None if "\n" not in p.stderr.strip() else "more than one line")
+    case(f"dataset: Fashion-MNIST (Debian) with {_name}", 2, _message)(_fashion_case)
+
+
+@case("dataset: Debian Fashion-MNIST folder missing one .gz", 2, "lacks t10k-labels-idx1-ubyte.gz (the other")
+def _debian_missing_one(c: Ctx) -> Outcome:
+    src = c.tmp / "debian"
+    write_mnist_gz(src)
+    (src / "t10k-labels-idx1-ubyte.gz").unlink()
+    p = _train_on(c, "fashion_mnist", c.tmp / "data", env={**c.env, "TSSM_FASHION_MNIST_DIR": str(src)})
+    return Outcome(p, kept(c.tmp / "r"), "names other files" if "train-images" in p.stderr else None)
+
+
+def _idx_set(root: Path, folder: str, train_side: int = 28, test_side: int = 28, seed: int = 0,
+             rows: tuple[int, int] = (60000, 10000)) -> None:
+    """Real-size fake idx files (random pixels, labels cycling through the 10 classes)."""
+    import struct
+
+    import numpy as np
+
+    raw = root / folder / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for prefix, n, side in (("train", rows[0], train_side), ("t10k", rows[1], test_side)):
+        (raw / f"{prefix}-images-idx3-ubyte").write_bytes(
+            struct.pack(">IIII", 2051, n, side, side) + rng.integers(0, 256, n * side * side, np.uint8).tobytes())
+        labels = ((np.arange(n) + seed) % 10).astype(np.uint8)
+        (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(idx_bytes(labels))
+
+
+@case("dataset: MNIST with 27x27 test images (mat1 and mat2 before)", 2, "t10k-images-idx3-ubyte holds 27x27 images")
+def _mixed_sizes(c: Ctx) -> Outcome:
+    _idx_set(c.tmp / "data", "MNIST", test_side=27)
+    p = _train_on(c, "mnist", c.tmp / "data")
+    return Outcome(p, kept(c.tmp / "r"), "mat1 and mat2" if "mat1" in p.stderr else None)
+
+
+@case("dataset: KMNIST of 32x32 images", 2, "holds 32x32 images, not the dataset's 28x28")
+def _big_images(c: Ctx) -> Outcome:
+    _idx_set(c.tmp / "data", "KMNIST", train_side=32, test_side=32, rows=(600, 100))
+    return Outcome(_train_on(c, "kmnist", c.tmp / "data"), kept(c.tmp / "r"))
+
+
+@case("dataset: CIFAR-10 data_batch_1 a pickle that runs code", 2, "data_batch_1 is not the official file (md5")
+def _evil_cifar(c: Ctx) -> Outcome:
+    import pickle
+
+    from tests.test_data import write_cifar10
+
+    marker = c.tmp / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    write_cifar10(c.tmp / "data")
+    with open(c.tmp / "data" / "cifar-10-batches-py" / "data_batch_1", "wb") as f:
+        pickle.dump({"data": Evil(), "labels": [0]}, f, protocol=2)
+    p = _train_on(c, "cifar10", c.tmp / "data")
+    return Outcome(p, kept(c.tmp / "r") + ("; CODE RAN" if marker.exists() else "; no code ran"),
+                   "the pickle ran code" if marker.exists() else None)
+
+
+@case("dataset: same settings on other MNIST files of the same shapes", 2, "differs in: the data files' content")
+def _other_data(c: Ctx) -> Outcome:
+    _idx_set(c.tmp / "d1", "MNIST", seed=0)
+    first = _train_on(c, "mnist", c.tmp / "d1")
+    copy = _train_on(c, "mnist", c.tmp / "d1")  # the same files again: nothing to do
+    _idx_set(c.tmp / "d2", "MNIST", seed=1)
+    p = _train_on(c, "mnist", c.tmp / "d2")
+    p.cmd = "tssm train --data-root d1; again; then --data-root d2 (other labels, same shapes)"
+    ok = first.code == 0 and copy.code == 0 and "nothing to do" in copy.stderr and run_status(c.tmp / "r") == "finished"
+    return Outcome(p, kept(c.tmp / "r"), None if ok else f"first {first.code}, again {copy.code}: {copy.stderr[-200:]}")
+
+
+# ---------------------------------------------------------------------------- run identity, failure paths (issue 24)
+@case("checkpoint written by other code, then --overwrite", 2, "was written by code 000000000000")
+def _other_code(c: Ctx) -> Outcome:
+    import torch
+
+    out = c.tmp / "r"
+    args = ["train", *TINY, "--mlflow", "false", "--method", "gsadmm", "--epochs", "30", "--out", str(out)]
+    first = c.popen(*args)
+    wait_rows(out, 3, first)
+    stop(first)
+    ckpt = out / "checkpoint" / "rank0.pt"
+    blob = torch.load(ckpt, weights_only=True)
+    blob["code_version"] = "0" * 40
+    torch.save(blob, ckpt)
+    p = c.tssm(*args)
+    refused = run_status(out)
+    again = c.tssm(*args, "--overwrite")
+    p.cmd = "SIGKILL, checkpoint's code_version edited, same command; then --overwrite"
+    ok = refused == "failed" and again.code == 0 and run_status(out) == "finished" and rows(out) == 31
+    return Outcome(p, f"run.json {refused} after the refusal; after --overwrite: {kept(out)}",
+                   None if ok else f"refusal left {refused}; --overwrite exit {again.code}: {again.stderr[-200:]}")
+
+
+def _fsize_limit(size: int):
+    def limit():
+        import resource
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+    return limit
+
+
+@case("full disk at the first checkpoint write (torch.save RuntimeError)", 2, "torch.save could not write the checkpoint")
+def _full_disk_checkpoint(c: Ctx) -> Outcome:
+    out = c.tmp / "r"
+    p = c.tssm("train", *TINY, "--mlflow", "false", "--width", "64", "--epochs", "3", "--out", str(out),
+               preexec_fn=_fsize_limit(20000))
+    p.cmd += " (files capped at 20 kB: the checkpoint does not fit)"
+    left = list(out.rglob(".*.tmp"))
+    ok = run_status(out) == "failed" and not left
+    return Outcome(p, kept(out), None if ok else f"status {run_status(out)}, temp files {left}")
+
+
+@case("full disk at the checkpoint write, MLflow on", 2, "torch.save could not write the checkpoint")
+def _full_disk_checkpoint_mlflow(c: Ctx) -> Outcome:
+    from mlflow.tracking import MlflowClient
+
+    from tssm.tracking import ensure_sqlite_store
+
+    ensure_sqlite_store(c.uri)  # the store exists; its file may grow by 400 kB, the checkpoint needs more
+    MlflowClient(c.uri).create_experiment(EXPERIMENT)
+    cap = Path(c.uri[len("sqlite:///"):]).stat().st_size + 400_000
+    out = c.tmp / "r"
+    p = c.tssm("train", *TINY, "--width", "512", "--epochs", "3", "--experiment", EXPERIMENT, "--out", str(out),
+               preexec_fn=_fsize_limit(cap))
+    p.cmd += " (files capped at the store's size + 400 kB)"
+    runs = mlflow_runs(c.uri)
+    ok = run_status(out) == "failed" and runs == Counter(FAILED=1)
+    return Outcome(p, kept(out, c.uri), None if ok else f"status {run_status(out)}, MLflow {dict(runs)}")
+
+
+@case("full disk before the first epoch (the folder's owner record)", 2, "cannot write")
+def _full_disk_start(c: Ctx) -> Outcome:
+    out = c.tmp / "r"
+    p = c.tssm("train", *TINY, *OFF, "--epochs", "2", "--out", str(out), preexec_fn=_fsize_limit(64))
+    p.cmd += " (files capped at 64 bytes)"
+    return Outcome(p, kept(out), None if run_status(out) in ("none", "failed") else f"status {run_status(out)}")
+
+
+@case("--out '' (would write into the current directory)", 2, "out must name a run folder")
+def _empty_out(c: Ctx) -> Outcome:
+    cwd = c.tmp / "cwd"
+    cwd.mkdir()
+    p = c.tssm("train", *TINY, *OFF, "--epochs", "1", "--out", "", cwd=cwd)
+    left = sorted(x.name for x in cwd.iterdir())
+    return Outcome(p, f"current directory: {left or 'empty'}", f"wrote {left} into the current directory" if left else None)
+
+
+@case("unknown tracking URI scheme (flag)", 2, "unknown tracking URI scheme 'foo:'")
+def _bad_scheme(c: Ctx) -> Outcome:
+    p = c.tssm("train", *TINY, "--checkpoint", "false", "--epochs", "1", "--tracking-uri", "foo://store",
+               "--out", str(c.tmp / "r"))
+    return Outcome(p, kept(c.tmp / "r"), "mentions the model registry" if "registry" in p.stderr else None)
+
+
+@case("unknown tracking URI scheme ($MLFLOW_TRACKING_URI)", 2, "unknown tracking URI scheme 'mlflow-store:'")
+def _bad_scheme_env(c: Ctx) -> Outcome:
+    p = c.tssm("train", *TINY, "--checkpoint", "false", "--epochs", "1", "--out", str(c.tmp / "r"),
+               env={**c.env, "MLFLOW_TRACKING_URI": "mlflow-store://x"})
+    return Outcome(p, kept(c.tmp / "r"), "mentions the model registry" if "registry" in p.stderr else None)
+
+
+@case("sqlite store on a read-only filesystem (/proc)", 2, "cannot create the MLflow store /proc/tssm.db", max_secs=30)
+def _readonly_store(c: Ctx) -> Outcome:
+    p = c.tssm("train", *TINY, "--checkpoint", "false", "--epochs", "1", "--tracking-uri", "sqlite:////proc/tssm.db",
+               "--out", str(c.tmp / "r"))
+    return Outcome(p, kept(c.tmp / "r"), None if "\n" not in p.stderr.strip() else "more than one line")
+
+
+@case("torchrun ranks on different data (other --data-root, other files)", NONZERO,
+      "different settings: data_identity", max_secs=120)
+def _ranks_other_data(c: Ctx) -> Outcome:
+    _idx_set(c.tmp / "d0", "MNIST", seed=0)
+    _idx_set(c.tmp / "d1", "MNIST", seed=1)
+    base = " ".join(TINY + OFF)
+    body = (f'exec {sys.executable} -m tssm train {base} --method gsadmm --splits 2 --epochs 1 --dataset mnist '
+            f'--download false --n-train 200 --n-test 100 --data-root {c.tmp}/d$RANK --out {c.tmp / "r"}\n')
+    p = c.torchrun(body)
+    p.cmd = "torchrun, rank r with --data-root d<r> (same shapes, other labels)"
+    p.stderr = "\n".join(line for line in p.stderr.splitlines() if line.startswith("error:")) or p.stderr
+    return Outcome(p, kept(c.tmp / "r"), None if run_status(c.tmp / "r") == "none" else "a run.json was written")
 
 
 # ---------------------------------------------------------------------------- the table
