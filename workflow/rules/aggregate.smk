@@ -40,6 +40,6 @@ rule summary:
     conda:
         ENV_FILE
     shell:
-        "{params.python} -m tssm.summary {input.runs:q} --csv {output.csv:q} --md {output.md:q}"
+        "{params.python} -m tssm.reporting.summary {input.runs:q} --csv {output.csv:q} --md {output.md:q}"
         " --target-acc {params.target} --reference {params.reference} --title {params.title:q} > {log:q} 2>&1"
         " && {params.python} {input.to_html:q} {output.md:q} {output.html:q} >> {log:q} 2>&1"

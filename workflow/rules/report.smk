@@ -29,7 +29,7 @@ rule figures:
     conda:
         ENV_FILE
     shell:
-        "{params.python} -m tssm.figures --summary {input.summary:q} --out-dir {params.outdir:q}"
+        "{params.python} -m tssm.reporting.figures --summary {input.summary:q} --out-dir {params.outdir:q}"
         " --figure1-splits {params.fig1} --figure2-splits {params.fig2} {params.fig2_select}"
         " --target-acc {params.target} --reference {params.reference} > {log:q} 2>&1"
 
