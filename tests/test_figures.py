@@ -40,11 +40,12 @@ def _curve(final: float, epochs: int = EPOCHS, seed: int = 0) -> np.ndarray:
 def write_run(root: Path, dataset: str, model: str, method: str, n: int, seed: int, *, final: float = 0.9,
               status: str = "finished", sec: float = 0.5, columns: list[str] | None = None,
               epoch0: bool = True, world_size: int = 1, variant: dict | None = None, cores: int | None = None,
-              threads: int = 1) -> Path:
+              threads: int = 1, record: dict | None = None, config: dict | None = None) -> Path:
     """One synthetic run directory; ``columns`` restricts metrics.csv to those columns;
     ``variant`` ({field: value}) makes it one setting of a sweep, in its variant folder and
     tagged as the pipeline tags it; ``cores`` makes it a run of an equal-resources budget (its
-    folder cores<C>/ and tag), with ``world_size`` ranks x ``threads`` threads."""
+    folder cores<C>/ and tag), with ``world_size`` ranks x ``threads`` threads. ``record`` and
+    ``config``: further keys of run.json and of its config (e.g. role, label, preset)."""
     d = root / "runs" / dataset / model / method / f"n{n}" / f"seed{seed}"
     tags = {}
     if cores:
@@ -73,11 +74,11 @@ def write_run(root: Path, dataset: str, model: str, method: str, n: int, seed: i
         rows = df.to_dict("records")
     df.to_csv(d / "metrics.csv", index=False)
     cfg = {"dataset": dataset, "model": model, "method": method, "splits": n, "seed": seed, "epochs": EPOCHS,
-           "device": "cpu", "rho": 1.0, "init": "kaiming", **(variant or {}), "tags": tags}
+           "device": "cpu", "rho": 1.0, "init": "kaiming", **(variant or {}), **(config or {}), "tags": tags}
     info = {"status": status, "reason": "run diverged at epoch 3: train_loss is nan" if status == "diverged" else None,
             "config": cfg, "config_hash": "abc", "git_commit": "deadbeef",
             "environment": {"world_size": world_size, "threads_per_rank": threads, "device": "cpu"},
-            "epochs_done": len(rows), "final": rows[-1], "wall_time_s": 3.0, "mlflow_run_id": None}
+            "epochs_done": len(rows), "final": rows[-1], "wall_time_s": 3.0, "mlflow_run_id": None, **(record or {})}
     (d / "run.json").write_text(json.dumps(info))
     return d
 

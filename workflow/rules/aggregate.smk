@@ -9,7 +9,7 @@ rule summary:
     download)."""
     input:
         runs=ALL_RUNS,
-        code=f"{REPO}/tssm/summary.py",  # a changed summary re-aggregates (cheap; training is not re-run)
+        code=sorted(f"{REPO}/tssm/reporting/{f}" for f in os.listdir(f"{REPO}/tssm/reporting") if f.endswith(".py")),  # changed reporting code re-aggregates (cheap; training is not re-run)
         to_html=f"{SCRIPTS}/summary_html.py",
     output:
         csv=report(

@@ -8,7 +8,7 @@ rule figures:
     sweep figure when the config has variants."""
     input:
         summary=f"{RESULTS}/summary.csv",
-        code=f"{REPO}/tssm/figures.py",  # changed drawing code redraws the figures
+        code=sorted(f"{REPO}/tssm/reporting/{f}" for f in os.listdir(f"{REPO}/tssm/reporting") if f.endswith(".py")),  # changed drawing code redraws the figures
         paper=f"{REPO}/tssm/paper.py",  # ... and so do changed paper values
     output:
         [figure_report(stem) for stem in FIGURE_STEMS],
