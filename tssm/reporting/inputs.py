@@ -58,8 +58,9 @@ def writable_dir(path: Path, what: str) -> None:
             return
 
 
-def warn(summary: pd.DataFrame, limit: int = 20, stream=sys.stderr) -> None:
+def warn(summary: pd.DataFrame, limit: int = 20, stream=None) -> None:
     """A warning line per run whose record cannot be counted: where it is, what and why."""
+    stream = stream or sys.stderr
     bad = summary[summary["status"].isin(WARN_STATUSES)] if len(summary) else summary
     for r in bad.head(limit).itertuples():
         print(f"warning: {r.run_dir}: {r.status}: {r.reason or 'no reason recorded'} (not averaged)", file=stream)
