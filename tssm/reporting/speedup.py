@@ -7,24 +7,20 @@ from pathlib import Path
 
 import pandas as pd
 
-from .figdata import runs_on_budget
 from .levels import level_axis
 from .methods import Methods
-from .style import agg, empty, execution_note, finish, note, panel_title, resources_label, rows_of_combos, top
+from .style import agg, budget_panels, empty, execution_note, finish, note, panel_title, resources_label, top
 
 
 def draw_speedup(summary: pd.DataFrame, reference: str = "adam"):
-    """The speedup figure and its note (see :func:`speedup`), from the runs of the
-    equal-resources budget where there is one (:func:`runs_on_budget`): the reference had the
-    same cores as every run it is compared with. Without a finished ``reference`` at n = 1, the
-    first baseline that has one."""
+    """The speedup figure and its note (see :func:`speedup`): a panel per dataset/model and
+    resources (:func:`tssm.reporting.style.budget_panels`), so the reference had the same cores
+    as every run it is compared with. Without a finished ``reference`` at n = 1, the first
+    baseline that has one."""
     looks = Methods(summary)
-    summary = runs_on_budget(summary, timed=True)
-    fig, axes, found = rows_of_combos(summary, 1, width=7.0)
-    ok_all = summary[(summary["status"] == "finished") & summary["sec_per_epoch"].notna()
-                     & (summary["sec_per_epoch"] > 0)]
-    for (ax,), (ds, md) in zip(axes, found):
-        ok = ok_all[(ok_all["dataset"] == ds) & (ok_all["model"] == md)]
+    fig, panels = budget_panels(summary)
+    for ax, ds, md, runs in panels:
+        ok = runs[(runs["status"] == "finished") & runs["sec_per_epoch"].notna() & (runs["sec_per_epoch"] > 0)]
         ax.set_title(f"{panel_title(ds, md)} — speedup per epoch", fontsize=10)
         ref_name = None
         for cand in [reference, *(m for m in looks.baselines(ok["method"]) if m != reference)]:

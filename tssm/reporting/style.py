@@ -171,3 +171,26 @@ def split_ticks(ax, levels: Sequence[Any], extra: dict[float, str] | None = None
         ax.set_xticks(pos)
         ax.set_xticklabels([ticks[p] for p in pos])
         ax.set_xlim(min(pos) - 0.6, max(pos) + 0.6)
+
+
+def budget_panels(summary: pd.DataFrame, width: float = 7.0, height: float = 3.8):
+    """A speed figure's panels: a row per dataset/model, a panel per resources (each
+    equal-resources budget, largest first, then the plain runs), so that a panel compares only
+    runs that had the same cores and the figure still shows every n the runs have. Returns the
+    figure and [(ax, dataset, model, runs of the panel)]."""
+    found = combos(summary) or [("?", "?")]
+    cells = []
+    for ds, md in found:
+        d = summary[(summary["dataset"] == ds) & (summary["model"] == md)] if len(summary) else summary
+        cores = pd.to_numeric(d["cores"], errors="coerce") if "cores" in d else pd.Series(float("nan"), d.index)
+        budgets = sorted(cores.dropna().unique(), reverse=True)
+        groups = [d[cores == c] for c in budgets] + ([d[cores.isna()]] if cores.isna().any() or not budgets else [])
+        cells.append((ds, md, groups))
+    ncol = max(len(g) for _, _, g in cells)
+    fig, axes = plt.subplots(len(cells), ncol, figsize=(width * ncol, height * len(cells) + 0.6), squeeze=False)
+    panels = []
+    for row, (ds, md, groups) in zip(axes, cells):
+        panels += [(ax, ds, md, g) for ax, g in zip(row, groups)]
+        for ax in row[len(groups):]:
+            fig.delaxes(ax)
+    return fig, panels

@@ -13,10 +13,10 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.lines import Line2D
 
-from .figdata import runs_on_budget
 from .levels import level_axis
 from .methods import Methods
-from .style import empty, execution_note, finish, join_notes, note, panel_title, resources_label, rows_of_combos, top
+from .style import (budget_panels, empty, execution_note, finish, join_notes, note, panel_title, resources_label,
+                    top)
 
 
 def _ns(ns: list[int]) -> str:
@@ -24,17 +24,19 @@ def _ns(ns: list[int]) -> str:
 
 
 def draw_time_to_target(summary: pd.DataFrame, target: float = 0.9):
-    """The time-to-target figure and its note (see :func:`time_to_target_figure`), from the
-    runs of the equal-resources budget where there is one (:func:`runs_on_budget`)."""
+    """The time-to-target figure and its note (see :func:`time_to_target_figure`): a panel per
+    dataset/model and resources (:func:`tssm.reporting.style.budget_panels`)."""
     looks = Methods(summary)
-    summary = runs_on_budget(summary, timed=True)
-    fig, axes, found = rows_of_combos(summary, 1, width=7.0)
-    ok_all = summary[summary["status"] == "finished"]
+    fig, panels = budget_panels(summary)
     never: list[str] = []
     some: list[str] = []
-    for (ax,), (ds, md) in zip(axes, found):
-        ok = ok_all[(ok_all["dataset"] == ds) & (ok_all["model"] == md)]
-        ax.set_title(f"{panel_title(ds, md)} — time to training accuracy ≥ {target:g}", fontsize=10)
+    resources: list[str] = []
+    for ax, ds, md, runs in panels:
+        ok = runs[runs["status"] == "finished"]
+        where = execution_note(ok if len(ok) else runs)
+        resources.append(where)
+        ax.set_title(f"{panel_title(ds, md)} — time to training accuracy ≥ {target:g}\n{where}", fontsize=10)
+        ds = f"{ds} ({where.split(' (')[0]})"  # how the notes name the panel
         if not len(ok):
             empty(ax, "no finished runs")
             continue
@@ -90,7 +92,7 @@ def draw_time_to_target(summary: pd.DataFrame, target: float = 0.9):
                       f"Never reached training accuracy {target:g}: " + "; ".join(never) if never else "",
                       "Reached by some seeds only: " + "; ".join(some) if some else "")
     top(fig, f"Time to reach training accuracy {target:g} (mean ± 1 sd over the seeds that reach it)\n"
-             f"{execution_note(ok_all)}; legend: ranks × threads")
+             f"{' | '.join(dict.fromkeys(resources))}; legend: ranks × threads")
     return fig, text
 
 
