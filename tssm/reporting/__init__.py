@@ -8,6 +8,7 @@
 ``sweeps``          the table per variant of a sweep
 ``stats``           paired differences to the control with their 95% intervals
 ``verdict``         the verdict table under the named presets
+``budget``          the verdict at chosen epochs, and the difference to the control by epoch
 ``summary``         ``tssm summary``: summary.csv and summary.md
 ``inputs``          checks of a reporting command's input (one line, exit 2)
 ``figdata``         what figures draw from, read once

@@ -24,7 +24,7 @@ from .records import Run, load_runs, read_metrics
 from .rows import SUMMARY_COLUMNS, summarize, time_to_target
 
 #: Per-epoch metrics the figures read from each finished run's metrics.csv.
-CURVE_COLUMNS = ("train_acc", "train_time_s")
+CURVE_COLUMNS = ("train_acc", "test_acc", "val_acc", "train_time_s")
 #: Columns a summary.csv must have for the figures to read it.
 REQUIRED = ("dataset", "model", "method", "splits", "seed", "status", "run_dir")
 

@@ -7,6 +7,7 @@
 ``time_to_target``     :mod:`.time_to_target`: seconds to a training accuracy versus n
 ``speedup``            :mod:`.speedup`: a baseline's seconds per epoch over each run's
 ``sweep``              :mod:`.sweep_figure`: per variant (only for runs with variants)
+``budget``             :mod:`.budget`: difference to the control against epochs (``--budget``)
 =====================  ==============================================================
 
 Resources. A config may run the same points plainly and on an equal-resources budget (an
@@ -32,6 +33,7 @@ from .. import layout, paper
 from ..errors import ConfigError
 from . import inputs
 from .acc_vs_splits import acc_vs_splits
+from .budget import budget_figure
 from .figdata import FigureData, from_runs, read_results
 from .figure1 import figure1
 from .figure2 import figure2
@@ -46,15 +48,17 @@ from .time_to_target import time_to_target_figure
 #: File stems this module writes (one PNG and one PDF each), from the catalogue in tssm.layout
 #: (:data:`SWEEP_FIGURE` too when any run has a variant).
 FIGURES = tuple(layout.figure_stems(has_variants=False))
+#: The figure of the difference to the control against epochs (``--budget``).
+BUDGET_FIGURE = "budget"
 
 
 def make_figures(results: FigureData | Sequence[Run], out_dir: str | Path, *, summary: pd.DataFrame | None = None,
                  figure1_splits: int = paper.FIGURE1_SPLITS, figure2_splits: Sequence[int] = paper.FIGURE2_SPLITS,
                  figure2_dataset: str | None = None, figure2_model: str | None = None,
                  target: float = 0.9, reference: str = "adam",
-                 formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
+                 formats: Sequence[str] = ("png", "pdf"), budget: bool = False) -> list[Path]:
     """Write every figure of :data:`FIGURES` under ``out_dir`` (and :data:`SWEEP_FIGURE` when runs
-    have variants); returns the files written.
+    have variants, :data:`BUDGET_FIGURE` with ``budget``); returns the files written.
 
     ``results``: what :func:`read_results` or :func:`from_runs` returns, or loaded runs (then
     summarised here, once, unless ``summary`` is given)."""
@@ -71,6 +75,8 @@ def make_figures(results: FigureData | Sequence[Run], out_dir: str | Path, *, su
     written += speedup(s, reference, out / "speedup", formats)
     if has_variants(s):
         written += sweep(s, reference, out / SWEEP_FIGURE, formats)
+    if budget:
+        written += budget_figure(s, data.curves, out / BUDGET_FIGURE, formats)
     return written
 
 
@@ -113,6 +119,8 @@ def build_parser(prog: str = "python -m tssm.reporting.figures") -> inputs.Parse
                    help="training accuracy of the time-to-target figure, in (0, 1] (default 0.9)")
     p.add_argument("--reference", default="adam", help="baseline at n=1 the speedup is relative to (default adam)")
     p.add_argument("--formats", nargs="+", default=["png", "pdf"], help="file formats (default png pdf)")
+    p.add_argument("--budget", action="store_true",
+                   help="also budget.png: each compared method minus the control against epochs (95%% interval)")
     return p
 
 
@@ -143,7 +151,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m tssm.reporting.fi
     written = make_figures(data, out, figure1_splits=args.figure1_splits or paper.FIGURE1_SPLITS,
                            figure2_splits=args.figure2_splits, figure2_dataset=args.figure2_dataset,
                            figure2_model=args.figure2_model, target=args.target_acc, reference=args.reference,
-                           formats=formats)
+                           formats=formats, budget=args.budget)
     print(f"{len(data.summary)} runs -> {len(written)} files in {out}")
     return 0
 

@@ -8,7 +8,7 @@ Everything here reads the files runs leave behind and never reruns training::
 
 ``summary.md``: the verdict (runs of a named preset), the mean ± std table of every run
 group, the paired difference of each compared method to the control and, for a sweep, the
-table per variant. Bad input (a missing or empty folder, a target outside (0, 1], an output
+table per variant (and, with ``--epochs 10 30 100``, the verdict at those epochs). Bad input (a missing or empty folder, a target outside (0, 1], an output
 that cannot be written) is one line and exit 2; runs whose record cannot be counted get a
 warning line each and are listed in summary.md, never averaged.
 """
@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import pandas as pd
 
 from . import inputs
+from .budget import budget_markdown
+from .figdata import curves_of
 from .methods import fill_roles
 from .records import find_runs, load_run
 from .rows import summarize
@@ -32,9 +34,9 @@ from .tables import markdown_table
 from .verdict import verdict_markdown
 
 
-def summary_markdown(df: pd.DataFrame, title: str | None = None, reference: str = "adam") -> str:
+def summary_markdown(df: pd.DataFrame, title: str | None = None, reference: str = "adam", budget: str = "") -> str:
     """summary.md: a count of runs by status, the verdict, every run group, the paired
-    differences and the sweep (each section where the runs have one)."""
+    differences, the sweep and the ``budget`` section (each where the runs have one)."""
     head = f"# {title}\n\n" if title else ""
     counts = df["status"].value_counts().to_dict() if len(df) else {}
     line = ", ".join(f"{v} {k}" for k, v in counts.items()) or "no runs"
@@ -43,15 +45,19 @@ def summary_markdown(df: pd.DataFrame, title: str | None = None, reference: str 
     verdict = verdict_markdown(df) if len(df) else ""
     return (f"{head}{len(df)} runs ({line}). Mean ± std over seeds of finished runs; "
             f"n = number of subnetworks (1 = end-to-end).\n\n" + (f"{verdict}\n## Every run group\n\n" if verdict else "")
-            + markdown_table(df) + (f"\n{paired}" if paired else "") + (f"\n{sweep}" if sweep else ""))
+            + markdown_table(df) + (f"\n{paired}" if paired else "") + (f"\n{sweep}" if sweep else "")
+            + (f"\n{budget}" if budget else ""))
 
 
 def write_summary(paths: Iterable[str | Path], csv_path: str | Path | None, md_path: str | Path | None,
-                  target: float = 0.9, title: str | None = None, reference: str = "adam") -> pd.DataFrame:
+                  target: float = 0.9, title: str | None = None, reference: str = "adam",
+                  epochs: Sequence[int] = ()) -> pd.DataFrame:
     """Summarize the runs under ``paths`` into ``csv_path`` and ``md_path`` (either may be None).
 
-    With variants, summary.md ends with the sweep table (``reference``: the baseline at n = 1)."""
-    df = fill_roles(summarize([load_run(p) for p in find_runs(paths)], target))
+    With variants, summary.md ends with the sweep table (``reference``: the baseline at n = 1);
+    with ``epochs``, with the verdict at each of them (:mod:`tssm.reporting.budget`)."""
+    runs = [load_run(p) for p in find_runs(paths)]
+    df = fill_roles(summarize(runs, target))
     if csv_path is not None:
         base = Path(csv_path).parent
         base.mkdir(parents=True, exist_ok=True)
@@ -61,7 +67,8 @@ def write_summary(paths: Iterable[str | Path], csv_path: str | Path | None, md_p
         out.to_csv(csv_path, index=False)
     if md_path is not None:
         Path(md_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(md_path).write_text(summary_markdown(df, title, reference))
+        budget = budget_markdown(df, curves_of(runs), epochs) if epochs else ""
+        Path(md_path).write_text(summary_markdown(df, title, reference, budget))
     return df
 
 
@@ -77,6 +84,8 @@ def build_parser(prog: str = "python -m tssm.reporting.summary") -> inputs.Parse
     p.add_argument("--title", help="heading of summary.md")
     p.add_argument("--reference", default="adam", help="baseline method (at n=1) a sweep is compared with, "
                                                        "besides the control (default adam)")
+    p.add_argument("--epochs", type=int, nargs="+", default=[], metavar="E",
+                   help="also the verdict at these epochs (e.g. 10 30 100; the runs' evaluated epochs)")
     return p
 
 
@@ -96,7 +105,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m tssm.reporting.su
     for p, what in ((csv_path, "--csv"), (md_path, "--md")):
         if p is not None:
             inputs.writable_dir(Path(p).parent, f"the folder of {what}")
-    df = write_summary(args.paths, csv_path, md_path, args.target_acc, args.title, args.reference)
+    df = write_summary(args.paths, csv_path, md_path, args.target_acc, args.title, args.reference, args.epochs)
     inputs.warn(df)
     if csv_path is None:
         print(markdown_table(df), end="")
