@@ -17,6 +17,7 @@ import pandas as pd
 
 from ..layout import AXES
 from .curves import control_differences
+from .figdata import runs_on_budget
 from .methods import Methods
 from .rows import setting_text
 from .stats import comparable, interval_text, mean_ci, paired_table
@@ -57,6 +58,7 @@ def budget_table(summary: pd.DataFrame, curves: pd.DataFrame, epochs: Sequence[i
     of train and test accuracy, and the paired difference to the control (points, 95% CI)."""
     rows = []
     group = ["dataset", "model", "method", "splits", "preset", "cores", "variant"]
+    summary = runs_on_budget(summary, timed=False)  # a budget's runs repeat the plain runs' numbers
     for e in epochs:
         s = comparable(at_epoch(summary, curves, e))
         paired = paired_table(s)
@@ -113,7 +115,8 @@ def draw_budget(summary: pd.DataFrame, curves: pd.DataFrame):
     test (left) and train (right) accuracy minus the control against epochs, mean and 95% interval."""
     looks = Methods(summary)
     control = looks.control()
-    ok = summary[summary["status"] == "finished"]
+    ok = runs_on_budget(summary[summary["status"] == "finished"], timed=False)
+    curves = runs_on_budget(curves, timed=False)
     c = _with_preset(ok, curves) if len(curves) and len(ok) else curves.assign(preset=None)
     compared = c[c["method"].map(lambda m: looks.role(m).paired).astype(bool)] if len(c) else c
     rows = sorted({(d, m, int(n), p) for d, m, n, p in compared[["dataset", "model", "splits", "preset"]]
