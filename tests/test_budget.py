@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tssm.reporting import budget, figdata, figures, summary
+from tssm.reporting import budget, budget_figure, figdata, figures, summary
 from tssm.reporting.records import load_runs
 
 EPOCHS, EVERY = 30, 10
@@ -72,7 +72,7 @@ def test_budget_figure_draws_the_paired_difference_against_epochs(budget_runs, t
     import matplotlib.pyplot as plt
 
     data = figdata.from_runs(load_runs([budget_runs]))
-    fig, _ = budget.draw_budget(data.summary, data.curves)
+    fig, _ = budget_figure.draw_budget(data.summary, data.curves)
     test_ax, train_ax = fig.axes[:2]
     line = {ln.get_gid(): ln for ln in test_ax.get_lines()}["gsadmm"]
     assert list(line.get_xdata()) == [10, 20, 30]

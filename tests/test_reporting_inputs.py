@@ -133,6 +133,12 @@ def test_figures_refuse_a_split_level_no_run_has(small, capsys):
     _fails_in_one_line(figures.main, [str(small), "--figure1-splits", "4"], capsys, "n = 4", "the runs have n = 2")
     code, _ = _call(figures.main, [str(small), "--figure1-splits", "2", "--formats", "png"], capsys)
     assert code == 0 and (small / "figures" / "figure1_train_acc.png").exists()
+    # a level whose runs all failed still draws (they are named in the note); baselines alone too
+    write_run(small, "digits", "mlp", "gsadmm", 3, 0, status="diverged")
+    figures.check_split_level(summarize(load_runs([small])), 3)
+    only = small.parent / "baselines"
+    write_run(only, "digits", "mlp", "adam", 1, 0)
+    figures.check_split_level(summarize(load_runs([only])), 4)
 
 
 def test_figures_refuse_a_damaged_summary_csv(small, tmp_path, capsys):

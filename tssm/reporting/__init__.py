@@ -13,7 +13,7 @@
 ``inputs``          checks of a reporting command's input (one line, exit 2)
 ``figdata``         what figures draw from, read once
 ``style``, ``curves``, ``levels``   shared layout, curve drawing and the axis of n
-``figure1`` ... ``sweep_figure``     one module per figure
+``figure1`` ... ``budget_figure``    one module per figure
 ``figures``         ``tssm figures``: every figure of a results folder
 ==================  ==========================================================================
 """

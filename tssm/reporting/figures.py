@@ -7,7 +7,7 @@
 ``time_to_target``     :mod:`.time_to_target`: seconds to a training accuracy versus n
 ``speedup``            :mod:`.speedup`: a baseline's seconds per epoch over each run's
 ``sweep``              :mod:`.sweep_figure`: per variant (only for runs with variants)
-``budget``             :mod:`.budget`: difference to the control against epochs (``--budget``)
+``budget``             :mod:`.budget_figure`: difference to the control against epochs (``--budget``)
 =====================  ==============================================================
 
 Resources. A config may run the same points plainly and on an equal-resources budget (an
@@ -33,7 +33,7 @@ from .. import layout, paper
 from ..errors import ConfigError
 from . import inputs
 from .acc_vs_splits import acc_vs_splits
-from .budget import budget_figure
+from .budget_figure import budget_figure
 from .figdata import FigureData, from_runs, read_results
 from .figure1 import figure1
 from .figure2 import figure2
@@ -93,13 +93,15 @@ def check_formats(formats: Sequence[str]) -> list[str]:
 
 
 def check_split_level(summary: pd.DataFrame, splits: int) -> None:
-    """Refuse a Figure 1 split level that no finished split-level run has."""
+    """Refuse a Figure 1 split level that no run of a split-level method has (whatever its
+    status: runs that did not finish are named in the figure's note). Runs of whole-network
+    methods only: nothing to refuse, Figure 1 draws them."""
     looks = Methods(summary)
-    ok = summary[(summary["status"] == "finished") & ~summary["method"].map(looks.whole_network).astype(bool)]
-    have = sorted({int(n) for n in ok["splits"].dropna()})
-    if splits not in have:
-        raise ConfigError(f"--figure1-splits {splits}: no finished split-level run has n = {splits}; the runs have "
-                          f"n = {', '.join(map(str, have)) or 'none'}")
+    split = summary[~summary["method"].map(looks.whole_network).astype(bool)]
+    have = sorted({int(n) for n in split["splits"].dropna()})
+    if have and splits not in have:
+        raise ConfigError(f"--figure1-splits {splits}: no run of a split-level method has n = {splits}; the runs "
+                          f"have n = {', '.join(map(str, have))}")
 
 
 def build_parser(prog: str = "python -m tssm.reporting.figures") -> inputs.Parser:
