@@ -140,7 +140,8 @@ def draw_figure2(summary: pd.DataFrame, curves: pd.DataFrame, splits: Sequence[i
         axd.grid(alpha=0.3)
     methods = looks.order(c["method"])
     hs = [legend_handle(m, looks) for m in methods]
-    labels = [resources_label(ok, m, looks, "n=1" if looks.whole_network(m) else "") for m in methods]
+    labels = [resources_label(ok, m, looks, "layerwise" if looks.role(m).layerwise else
+                              "n=1" if looks.whole_network(m) else "") for m in methods]
     if combo == paper.FIGURE2_SETUP:
         hs += [star_handle(), plt.Line2D([], [], marker="_", markersize=14, linestyle="none", color="black")]
         labels += [hs[-2].get_label(), "paper Fig. 2(b) s/epoch"]

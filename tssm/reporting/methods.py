@@ -53,7 +53,9 @@ class Methods:
         self._rank = {m: (roles.index(self._role[m]), position[m]) for m in names}
         declared = {m: dict(c.style) for m, c in reg.items() if c.style}
         taken = {s.get("color") for s in declared.values()}
-        self._style = {m: declared.get(m) or default_style(position[m] - len(declared), taken) for m in names}
+        # the others by their place among the methods without a style: registry order, then unregistered
+        undeclared = [m for m in sorted(position, key=position.get) if m not in declared]
+        self._style = {m: declared.get(m) or default_style(undeclared.index(m), taken) for m in names}
 
     # -- what one method is -------------------------------------------------------------
     def role(self, method: str) -> Role:
