@@ -31,7 +31,7 @@ the runs under ``OUT/runs/``, and a table of the ratios on the terminal::
     python benchmarks/speedup.py --plot-only                              # redraw from the csv
 
 Runs are launched as the pipeline launches them (:func:`tssm.layout.launch_command`) and read
-back with :func:`tssm.summary.load_run` / :func:`tssm.summary.summarize`.
+back with :func:`tssm.reporting.records.load_run` / :func:`tssm.reporting.rows.summarize`.
 
 The paper's speed claim (Figure 2(b), ResNet on CIFAR-10, one GTX 1080 Ti; the numbers are in
 :mod:`tssm.paper`): 25.8 / 24.0 / 22.0 s an epoch at n = 2 / 3 / 4 against 37.9 (SGD) and 49.9
@@ -58,7 +58,8 @@ sys.path.insert(0, str(ROOT))  # this checkout's tssm (the runs below import it 
 
 from tssm import paper  # noqa: E402
 from tssm.layout import launch_command  # noqa: E402
-from tssm.summary import load_run, summarize  # noqa: E402
+from tssm.reporting.records import load_run  # noqa: E402
+from tssm.reporting.rows import summarize  # noqa: E402
 
 #: GPipe baseline, run as a module of this checkout (``python -m benchmarks.pipeline_parallel``).
 PIPELINE_MODULE = "benchmarks.pipeline_parallel"
@@ -200,7 +201,7 @@ def skip_reason(cfg: Config, args, ngpu: int) -> str | None:
 def epoch_timings(metrics) -> tuple[list[float], list[float]]:
     """Epoch times (epochs >= 1; epoch 0 is the initial state, no training) and each rank's
     mean seconds an epoch blocked on the others (``wait_s_r<rank>``, the first epoch left out
-    when there are more), from a run's metrics (:attr:`tssm.summary.Run.metrics`)."""
+    when there are more), from a run's metrics (:attr:`tssm.reporting.records.Run.metrics`)."""
     if metrics is None or "epoch" not in metrics or "epoch_time_s" not in metrics:
         return [], []
     trained = metrics[metrics["epoch"] >= 1]
@@ -260,7 +261,7 @@ def run_one(cfg: Config, args, env_info: dict, out: Path) -> dict:
 
 
 def collect(run_dir: Path, target: float) -> dict:
-    """The timing and accuracy columns of one finished run, read with :mod:`tssm.summary`
+    """The timing and accuracy columns of one finished run, read with :mod:`tssm.reporting`
     (time to ``target`` training accuracy on the run's own training clock, as the pipeline's)."""
     run = load_run(run_dir)
     times, waits = epoch_timings(run.metrics)

@@ -6,7 +6,7 @@ Starts ``--runs`` ``tssm train`` processes at once (different seeds and folders)
 on a store that does not exist yet (concurrent first use is part of the stress). Then checks
 with MlflowClient that every run folder has exactly one MLflow run, FINISHED, holding every
 metric point of its ``metrics.csv`` once (one per epoch per metric, same values), and that
-every ``run.json`` says finished (read with :func:`tssm.summary.load_run`, which also checks
+every ``run.json`` says finished (read with :func:`tssm.reporting.records.load_run`, which also checks
 that metrics.csv agrees with it).
 
     python benchmarks/stress_tracking.py                    # 8 + 2 runs, 5 epochs, digits
@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tssm.summary import load_run  # noqa: E402
+from tssm.reporting.records import load_run  # noqa: E402
 
 EXPERIMENT = "stress"
 COLUMNS = ["run", "killed_at_rows", "exit", "run_json", "csv_rows", "mlflow_runs", "mlflow_status", "metrics",

@@ -271,7 +271,7 @@ def _rerun_finished(c: Ctx) -> Outcome:
 
 @case("--overwrite a finished run, killed midway", NONZERO)
 def _overwrite_killed(c: Ctx) -> Outcome:
-    from tssm.summary import load_run
+    from tssm.reporting.records import load_run
 
     out = c.tmp / "r"
     c.tssm("train", *TINY, *OFF, "--epochs", "2", "--out", str(out))

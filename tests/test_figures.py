@@ -16,10 +16,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tssm import figures, paper, summary
-from tssm.figures import FIGURES, make_figures
+from tssm import paper
 from tssm.paper import FIGURE1_FINAL_TRAIN_ACC as PAPER_FINAL_TRAIN_ACC
-from tssm.summary import load_runs, markdown_table, summarize, write_summary
+from tssm.reporting import (acc_vs_splits, figdata, figure1, figure2, figures, records, rows, speedup, style,
+                            sweep_figure, sweeps, time_to_target)
+from tssm.reporting import summary as summary_cli
+from tssm.reporting.figures import FIGURES, make_figures
+from tssm.reporting.methods import Methods
+from tssm.reporting.records import load_runs
+from tssm.reporting.rows import summarize
+from tssm.reporting.summary import write_summary
+from tssm.reporting.tables import markdown_table
 
 EPOCHS = 6
 
@@ -33,11 +40,12 @@ def _curve(final: float, epochs: int = EPOCHS, seed: int = 0) -> np.ndarray:
 def write_run(root: Path, dataset: str, model: str, method: str, n: int, seed: int, *, final: float = 0.9,
               status: str = "finished", sec: float = 0.5, columns: list[str] | None = None,
               epoch0: bool = True, world_size: int = 1, variant: dict | None = None, cores: int | None = None,
-              threads: int = 1) -> Path:
+              threads: int = 1, record: dict | None = None, config: dict | None = None) -> Path:
     """One synthetic run directory; ``columns`` restricts metrics.csv to those columns;
     ``variant`` ({field: value}) makes it one setting of a sweep, in its variant folder and
     tagged as the pipeline tags it; ``cores`` makes it a run of an equal-resources budget (its
-    folder cores<C>/ and tag), with ``world_size`` ranks x ``threads`` threads."""
+    folder cores<C>/ and tag), with ``world_size`` ranks x ``threads`` threads. ``record`` and
+    ``config``: further keys of run.json and of its config (e.g. role, label, preset)."""
     d = root / "runs" / dataset / model / method / f"n{n}" / f"seed{seed}"
     tags = {}
     if cores:
@@ -66,11 +74,11 @@ def write_run(root: Path, dataset: str, model: str, method: str, n: int, seed: i
         rows = df.to_dict("records")
     df.to_csv(d / "metrics.csv", index=False)
     cfg = {"dataset": dataset, "model": model, "method": method, "splits": n, "seed": seed, "epochs": EPOCHS,
-           "device": "cpu", "rho": 1.0, "init": "kaiming", **(variant or {}), "tags": tags}
+           "device": "cpu", "rho": 1.0, "init": "kaiming", **(variant or {}), **(config or {}), "tags": tags}
     info = {"status": status, "reason": "run diverged at epoch 3: train_loss is nan" if status == "diverged" else None,
             "config": cfg, "config_hash": "abc", "git_commit": "deadbeef",
             "environment": {"world_size": world_size, "threads_per_rank": threads, "device": "cpu"},
-            "epochs_done": len(rows), "final": rows[-1], "wall_time_s": 3.0, "mlflow_run_id": None}
+            "epochs_done": len(rows), "final": rows[-1], "wall_time_s": 3.0, "mlflow_run_id": None, **(record or {})}
     (d / "run.json").write_text(json.dumps(info))
     return d
 
@@ -99,7 +107,7 @@ def tree(tmp_path: Path) -> Path:
 def test_summary_rows_statuses_and_numbers(tree: Path):
     df = summarize(load_runs([tree]))
     assert len(df) == 2 * 2 * (2 + 3 * 3) + 4  # one row per run directory
-    assert list(df.columns) == list(summary.SUMMARY_COLUMNS)
+    assert list(df.columns) == list(rows.SUMMARY_COLUMNS)
     status = df.set_index(["dataset", "method", "splits", "seed"])["status"]
     assert status[("mnist", "gsadmm", 3, 2)] == "diverged"
     assert status[("digits", "gsadmm", 2, 2)] == "incomplete"
@@ -135,10 +143,10 @@ def test_markdown_table_means_over_finished_seeds_and_names_diverged(tree: Path)
 
 
 def test_write_summary_cli(tree: Path, capsys):
-    assert summary.main([str(tree)]) == 0
+    assert summary_cli.main([str(tree)]) == 0
     assert (tree / "summary.csv").exists() and (tree / "summary.md").exists()
     assert len(pd.read_csv(tree / "summary.csv")) == 48
-    assert summary.main([str(tree / "nope")]) == 2
+    assert summary_cli.main([str(tree / "nope")]) == 2
 
 
 def test_all_figures_are_written_without_crashing(tree: Path):
@@ -158,10 +166,10 @@ def test_figures_cli_reads_summary(tree: Path):
 
 def test_diverged_and_incomplete_runs_stay_out_of_the_curves(tree: Path):
     runs = load_runs([tree])
-    curves = figures.curves_of(runs)
+    curves = figdata.curves_of(runs)
     assert not ((curves["method"] == "gsadmm") & (curves["splits"] == 3) & (curves["seed"] == 2)).any()
     assert not ((curves["dataset"] == "digits") & (curves["method"] == "gsadmm") & (curves["seed"] == 2)).any()
-    note = figures._excluded_note(summarize(runs))
+    note = style.excluded_note(summarize(runs))
     assert "gsadmm n=3 seed 2: diverged" in note and "incomplete" in note
 
 
@@ -176,10 +184,10 @@ def test_only_diverged_or_empty_inputs_give_placeholder_figures(tmp_path: Path):
 
 def test_summary_without_optional_columns(tree: Path, tmp_path: Path):
     """An old or hand-made summary.csv with only the axes and status still draws."""
-    df = figures.coerce_summary(summarize(load_runs([tree]))[["dataset", "model", "method", "splits", "seed", "status"]])
-    written = figures.acc_vs_splits(df, tmp_path / "a", formats=("png",))
-    written += figures.speedup(df, path_stem=tmp_path / "s", formats=("png",))
-    written += figures.time_to_target_figure(df, path_stem=tmp_path / "t", formats=("png",))
+    df = figdata.coerce_summary(summarize(load_runs([tree]))[["dataset", "model", "method", "splits", "seed", "status"]])
+    written = acc_vs_splits.acc_vs_splits(df, tmp_path / "a", formats=("png",))
+    written += speedup.speedup(df, path_stem=tmp_path / "s", formats=("png",))
+    written += time_to_target.time_to_target_figure(df, path_stem=tmp_path / "t", formats=("png",))
     assert len(written) == 3
 
 
@@ -192,9 +200,9 @@ def test_paper_table_is_the_papers():
 
 def test_figure1_keeps_the_papers_model_per_dataset():
     s = pd.DataFrame({"dataset": ["cifar10", "cifar10", "digits"], "model": ["cnn", "resnet", "mlp"]})
-    assert figures._figure1_combos(s) == [("cifar10", "cnn"), ("digits", "mlp")]
+    assert figure1.figure1_combos(s) == [("cifar10", "cnn"), ("digits", "mlp")]
     s = pd.DataFrame({"dataset": ["cifar10"], "model": ["resnet"]})
-    assert figures._figure1_combos(s) == [("cifar10", "resnet")]
+    assert figure1.figure1_combos(s) == [("cifar10", "resnet")]
 
 
 def test_summary_run_dirs_are_relative_so_a_moved_tree_still_draws(tree: Path, tmp_path: Path):
@@ -205,7 +213,7 @@ def test_summary_run_dirs_are_relative_so_a_moved_tree_still_draws(tree: Path, t
     shutil.move(str(tree), moved)
     listed = pd.read_csv(moved / "summary.csv")
     assert not any(Path(p).is_absolute() for p in listed["run_dir"])
-    run = summary.load_run(moved / listed["run_dir"].iloc[0])
+    run = records.load_run(moved / listed["run_dir"].iloc[0])
     assert run.status == "finished" and run.metrics is not None
     assert figures.main([str(moved), "--formats", "png"]) == 0
 
@@ -237,7 +245,7 @@ def test_sweep_summary_has_a_variant_and_a_column_per_swept_field(sweep_tree: Pa
     assert len(df) == 2 * (2 + 2 * 2 * 2 + 1) + 2
     cols = list(df.columns)
     assert cols[cols.index("variant") + 1:cols.index("variant") + 3] == ["init", "rho"]
-    assert summary.has_variants(df) and summary.sweep_fields(df) == ["init", "rho"]
+    assert rows.has_variants(df) and rows.sweep_fields(df) == ["init", "rho"]
     row = df[(df["method"] == "gsadmm") & (df["splits"] == 5) & (df["variant"] == "init_demo-rho_10")].iloc[0]
     assert (row["init"], row["rho"], row["status"]) == ("demo", 10, "finished")
     assert row["run_dir"].endswith("gsadmm/n5/seed0/init_demo-rho_10")
@@ -251,21 +259,21 @@ def test_sweep_summary_has_a_variant_and_a_column_per_swept_field(sweep_tree: Pa
 
 def test_summary_without_variants_keeps_its_columns(tree: Path):
     df = summarize(load_runs([tree]))
-    assert not summary.has_variants(df) and summary.sweep_fields(df) == []
+    assert not rows.has_variants(df) and rows.sweep_fields(df) == []
     assert df["variant"].isna().all()
-    assert "| variant |" not in markdown_table(df) and summary.sweep_markdown(df) == ""
+    assert "| variant |" not in markdown_table(df) and sweeps.sweep_markdown(df) == ""
 
 
 def test_sweep_table_compares_with_frozen_at_the_same_n_and_init(sweep_tree: Path):
     df = summarize(load_runs([sweep_tree]))
-    t = summary.sweep_table(df)
+    t = sweeps.sweep_table(df)
     assert set(t["method"]) == {"gsadmm", "gsam"}  # the controls are columns, not rows
     assert len(t) == 2 * 2 * 4 + 2
     r = t[(t["method"] == "gsam") & (t["splits"] == 5) & (t["variant"] == "init_demo-rho_10")].iloc[0]
     frozen = df[(df["method"] == "frozen") & (df["splits"] == 5) & (df["init"] == "demo")]["final_test_acc"].iloc[0]
     adam = df[(df["method"] == "adam") & (df["init"] == "demo")]["final_test_acc"].iloc[0]
-    assert r["frozen_test_acc"] == pytest.approx(frozen) and r["ref_test_acc"] == pytest.approx(adam)
-    assert r["d_frozen_pts"] == pytest.approx(100 * (r["test_acc"] - frozen))
+    assert r["control_test_acc"] == pytest.approx(frozen) and r["ref_test_acc"] == pytest.approx(adam)
+    assert r["d_control_pts"] == pytest.approx(100 * (r["test_acc"] - frozen))
     assert r["controls"] == "init=demo"
     # best test accuracy first within each method and n; a variant with no finished run last
     g = t[(t["method"] == "gsam") & (t["splits"] == 5)]
@@ -291,13 +299,13 @@ def test_sweep_figure_only_with_variants(sweep_tree: Path, tree: Path):
     write_summary([sweep_tree], sweep_tree / "summary.csv", None)
     assert figures.main([str(sweep_tree), "--formats", "png"]) == 0
     names = sorted(p.name for p in (sweep_tree / "figures").iterdir())
-    assert names == sorted(f"{s}.png" for s in (*FIGURES, figures.SWEEP_FIGURE))
+    assert names == sorted(f"{s}.png" for s in (*FIGURES, style.SWEEP_FIGURE))
     assert (sweep_tree / "figures" / "sweep.png").stat().st_size > 10_000
     written = make_figures(load_runs([tree]), tree / "figures", formats=("png",))
-    assert figures.SWEEP_FIGURE not in {p.stem for p in written}
+    assert style.SWEEP_FIGURE not in {p.stem for p in written}
     # a summary with variants but nothing finished still draws (placeholders, notes)
     df = summarize(load_runs([sweep_tree]))
-    assert len(figures.sweep(df[df["status"] != "finished"], path_stem=tree / "s", formats=("png",))) == 1
+    assert len(sweep_figure.sweep(df[df["status"] != "finished"], path_stem=tree / "s", formats=("png",))) == 1
 
 
 @pytest.mark.parametrize("command", ["summary", "figures"])
@@ -318,9 +326,9 @@ def test_figures_read_summary_csv_once_and_never_resummarise(tree: Path, monkeyp
     def boom(*a, **k):
         raise AssertionError("figures re-read or re-summarised the runs")
 
-    monkeypatch.setattr(figures, "summarize", boom)
-    monkeypatch.setattr(figures, "load_runs", boom)
-    data = figures.read_results(tree / "summary.csv")
+    monkeypatch.setattr(figdata, "summarize", boom)
+    monkeypatch.setattr(figdata, "load_runs", boom)
+    data = figdata.read_results(tree / "summary.csv")
     assert len(data.summary) == 48
     # one curve per finished run (the diverged, incomplete and unreadable ones have none), epochs >= 1
     finished = data.summary[data.summary["status"] == "finished"]
@@ -331,8 +339,8 @@ def test_figures_read_summary_csv_once_and_never_resummarise(tree: Path, monkeyp
 
 def test_a_different_target_recomputes_time_to_target_from_the_curves(tree: Path):
     write_summary([tree], tree / "summary.csv", None, target=0.9)
-    data = figures.read_results(tree / "summary.csv", target=0.5)
-    fresh = figures.coerce_summary(summarize(load_runs([tree]), 0.5))
+    data = figdata.read_results(tree / "summary.csv", target=0.5)
+    fresh = figdata.coerce_summary(summarize(load_runs([tree]), 0.5))
     key = ["dataset", "method", "splits", "seed"]
     a = data.summary[data.summary["status"] == "finished"].sort_values(key)
     b = fresh[fresh["status"] == "finished"].sort_values(key)
@@ -362,8 +370,8 @@ def _legend_texts(fig) -> list[str]:
 
 
 def test_figure1_has_one_panel_per_dataset_in_a_row(twin_tree: Path):
-    data = figures.from_runs(load_runs([twin_tree]))
-    fig, _ = figures.draw_figure1(data.summary, data.curves)
+    data = figdata.from_runs(load_runs([twin_tree]))
+    fig, _ = figure1.draw_figure1(data.summary, data.curves)
     top = [ax for ax in fig.axes if ax.get_ylabel() == "training accuracy"]
     assert len(top) == 2  # MNIST, digits
     assert [ax.get_title().split(" (")[0] for ax in top] == ["MNIST", "digits"]
@@ -373,8 +381,8 @@ def test_figure1_has_one_panel_per_dataset_in_a_row(twin_tree: Path):
 
 
 def test_coinciding_curves_are_drawn_distinguishably_and_all_in_the_legend(twin_tree: Path):
-    data = figures.from_runs(load_runs([twin_tree]))
-    fig, _ = figures.draw_figure1(data.summary, data.curves)
+    data = figdata.from_runs(load_runs([twin_tree]))
+    fig, _ = figure1.draw_figure1(data.summary, data.curves)
     ax = fig.axes[0]
     lines = _curve_lines(ax)
     assert {"gsadmm", "gsam", "frozen", "adam"} <= set(lines)
@@ -400,8 +408,8 @@ def test_coinciding_curves_are_drawn_distinguishably_and_all_in_the_legend(twin_
 
 
 def test_paper_stars_for_a_paper_dataset_only(twin_tree: Path):
-    data = figures.from_runs(load_runs([twin_tree]))
-    fig, _ = figures.draw_figure1(data.summary, data.curves)
+    data = figdata.from_runs(load_runs([twin_tree]))
+    fig, _ = figure1.draw_figure1(data.summary, data.curves)
     top = [ax for ax in fig.axes if ax.get_ylabel() == "training accuracy"]
 
     def stars(ax):
@@ -419,11 +427,11 @@ def test_paper_stars_for_a_paper_dataset_only(twin_tree: Path):
 def test_a_dladmm_run_gets_its_colour_label_and_star(twin_tree: Path):
     for seed in (0, 1):
         write_run(twin_tree, "mnist", "mlp", "dladmm", 1, seed, final=0.77)
-    data = figures.from_runs(load_runs([twin_tree]))
-    fig, _ = figures.draw_figure1(data.summary, data.curves)
+    data = figdata.from_runs(load_runs([twin_tree]))
+    fig, _ = figure1.draw_figure1(data.summary, data.curves)
     ax = fig.axes[0]
     line = _curve_lines(ax)["dladmm"]
-    assert line.get_color() == figures.METHOD_COLORS["dladmm"] and line.get_label() == "dlADMM"
+    assert line.get_color() == Methods(data.summary).color("dladmm") and line.get_label() == "dlADMM"
     star = [c for c in ax.collections if c.get_gid() == "paper:dladmm"]
     assert len(star) == 1 and float(star[0].get_offsets()[0][1]) == paper.FIGURE1_FINAL_TRAIN_ACC["mnist"]["dladmm"]
     assert "dlADMM (layerwise)" in _legend_texts(fig)
@@ -431,8 +439,8 @@ def test_a_dladmm_run_gets_its_colour_label_and_star(twin_tree: Path):
 
 
 def test_figure2_accuracy_has_a_panel_per_split_level_with_every_method_visible(tree: Path):
-    data = figures.from_runs(load_runs([tree]))
-    fig, _ = figures.draw_figure2(data.summary, data.curves, splits=(2, 3))
+    data = figdata.from_runs(load_runs([tree]))
+    fig, _ = figure2.draw_figure2(data.summary, data.curves, splits=(2, 3))
     panels = [ax for ax in fig.axes if ax.get_title().startswith("(b)")]
     assert [ax.get_title() for ax in panels] == [f"(b) training accuracy, n = {n}\nsplit methods: 1 rank × 1 thread"
                                                  for n in (2, 3)]
@@ -444,7 +452,9 @@ def test_figure2_accuracy_has_a_panel_per_split_level_with_every_method_visible(
     assert "gsADMM (1 rank × 1 thread)" in texts and "frozen (control) (1 rank × 1 thread)" in texts
     assert "Adam (n=1, 1 rank × 1 thread)" in texts
     bars = [ax for ax in fig.axes if ax.get_title().startswith("(a)")][0]
-    assert "gsADMM (1 rank × 1 thread)" in [t.get_text() for t in bars.get_legend().get_texts()]
+    # one legend for the whole figure (issue 23: it appeared twice), the bars' colours in it
+    assert bars.get_legend() is None and len(fig.legends) == 1
+    assert texts.count("gsADMM (1 rank × 1 thread)") == 1
     assert "1 rank × 1 thread per run (cpu)" in bars.get_title()
     plt_close(fig)
 
@@ -491,8 +501,8 @@ def test_budget_runs_have_their_axis_and_resources_in_the_summary(budget_tree: P
 
 
 def test_figure2_draws_the_equal_resources_runs_and_says_so(budget_tree: Path):
-    data = figures.from_runs(load_runs([budget_tree]))
-    fig, _ = figures.draw_figure2(data.summary, data.curves, splits=(2, 3))
+    data = figdata.from_runs(load_runs([budget_tree]))
+    fig, _ = figure2.draw_figure2(data.summary, data.curves, splits=(2, 3))
     ax = [a for a in fig.axes if a.get_title().startswith("(a)")][0]
     heights = sorted(round(b.get_height(), 6) for b in ax.patches if b.get_height() == b.get_height() and b.get_height())
     assert heights == sorted([PARALLEL_SEC["adam"], PARALLEL_SEC["gsadmm"], PARALLEL_SEC["gsadmm"]])  # no serial bar
@@ -505,20 +515,20 @@ def test_figure2_draws_the_equal_resources_runs_and_says_so(budget_tree: Path):
     assert [a.get_title() for a in panels] == ["(b) training accuracy, n = 2\nsplit methods: 2 ranks × 1 thread"]
     assert "equal resources: 2 cores per run" in fig._suptitle.get_text()
     # each curve is the mean over the budget's runs only (2 seeds, not 4)
-    assert set(data.curves.loc[figures.runs_on_budget(data.curves, True).index, "cores"]) == {2}
+    assert set(data.curves.loc[figdata.runs_on_budget(data.curves, True).index, "cores"]) == {2}
     plt_close(fig)
 
 
 def test_speedup_and_time_to_target_read_the_equal_resources_runs(budget_tree: Path):
-    data = figures.from_runs(load_runs([budget_tree]), target=0.5)
-    fig, _ = figures.draw_speedup(data.summary)
+    data = figdata.from_runs(load_runs([budget_tree]), target=0.5)
+    fig, _ = speedup.draw_speedup(data.summary)
     ax = fig.axes[0]
     lines = {l.get_gid(): l for l in ax.get_lines() if l.get_gid()}
     assert list(lines["gsadmm"].get_ydata()) == pytest.approx([PARALLEL_SEC["adam"] / PARALLEL_SEC["gsadmm"]])
     assert "gsADMM (2 ranks × 1 thread)" in [t.get_text() for t in ax.get_legend().get_texts()]
     assert "equal resources: 2 cores per run" in ax.get_title() and "0.25 s/epoch" in ax.get_title()
     plt_close(fig)
-    fig, _ = figures.draw_time_to_target(data.summary, 0.5)
+    fig, _ = time_to_target.draw_time_to_target(data.summary, 0.5)
     ax = fig.axes[0]
     texts = [t.get_text() for t in ax.get_legend().get_texts()]
     assert "Adam (1 rank × 2 threads)" in texts and "frozen (control) (2 ranks × 1 thread)" in texts
@@ -530,10 +540,10 @@ def test_speedup_and_time_to_target_read_the_equal_resources_runs(budget_tree: P
 
 
 def test_accuracy_figures_keep_the_plain_runs(budget_tree: Path):
-    data = figures.from_runs(load_runs([budget_tree]))
-    plain = figures.runs_on_budget(data.summary, timed=False)
+    data = figdata.from_runs(load_runs([budget_tree]))
+    plain = figdata.runs_on_budget(data.summary, timed=False)
     assert plain["cores"].isna().all() and len(plain) == 2 * 5
-    fig, _ = figures.draw_figure1(data.summary, data.curves, splits=2)
+    fig, _ = figure1.draw_figure1(data.summary, data.curves, splits=2)
     last = _curve_lines(fig.axes[0])["gsadmm"].get_ydata()[-1]
     serial = data.curves[(data.curves["method"] == "gsadmm") & (data.curves["splits"] == 2)
                          & data.curves["cores"].isna() & (data.curves["epoch"] == EPOCHS)]["train_acc"]
@@ -541,4 +551,4 @@ def test_accuracy_figures_keep_the_plain_runs(budget_tree: Path):
     plt_close(fig)
     # a config with only budget runs draws them everywhere
     only = data.summary[data.summary["cores"] == 2]
-    assert len(figures.runs_on_budget(only, timed=False)) == len(only)
+    assert len(figdata.runs_on_budget(only, timed=False)) == len(only)

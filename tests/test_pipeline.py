@@ -338,10 +338,10 @@ def test_end_to_end_tiny_pipeline(tmp_path: Path):
     used = dict(zip(summary["method"] + cores, zip(summary["workers"], summary["threads"])))
     assert used["gsadmm"] == (1, 1) and used["gsadmm@2"] == (2, 1) and used["adam@2"] == (1, 2)
     # Figure 2 is drawn from those: its bars are the budget's runs, labelled ranks x threads
-    from tssm import figures
+    from tssm.reporting import figdata, figure2
 
-    data = figures.read_results(res / "summary.csv")
-    fig, _ = figures.draw_figure2(data.summary, data.curves, [2])
+    data = figdata.read_results(res / "summary.csv")
+    fig, _ = figure2.draw_figure2(data.summary, data.curves, [2])
     bars = next(ax for ax in fig.axes if ax.get_title().startswith("(a)"))
     assert sorted(t.get_text() for t in bars.texts if t.get_text()) == ["1×2", "2×1"]
     assert "equal resources: 2 cores per run" in bars.get_title()

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from tssm import summary
+from tssm.reporting import rows as summary_rows, stats, verdict
 from tssm.config import RunConfig, setting_owners
 from tssm.data import Dataset
 from tssm.errors import ConfigError
@@ -112,7 +112,7 @@ def test_a_run_with_validation_records_val_accuracy(digits_cfg, tmp_path):
     m = pd.read_csv(tmp_path / "run" / "metrics.csv")
     assert {"val_acc", "val_loss"} <= set(m.columns) and m["val_acc"].between(0, 1).all()
     assert info["status"] == "finished"
-    row = summary.summarize([tmp_path / "run"]).iloc[0]
+    row = summary_rows.summarize([tmp_path / "run"]).iloc[0]
     assert row["final_val_acc"] == m["val_acc"].iloc[-1]
     with pytest.raises(ConfigError, match=r"val_fraction must be in \[0, 1\)"):
         RunConfig.from_dict({"val_fraction": 1.0})
@@ -147,20 +147,20 @@ def _fake_summary(frozen: list[float], gsadmm: list[float], seeds=(0, 1, 2)) -> 
 
 def test_paired_difference_and_its_t_interval():
     s = _fake_summary([0.50, 0.60, 0.70], [0.51, 0.62, 0.73])  # differences 1, 2, 3 points
-    t = summary.paired_table(s)
+    t = stats.paired_table(s)
     assert len(t) == 1 and t.iloc[0]["pairs"] == 3
     assert t.iloc[0]["d_final_test_acc"] == pytest.approx(2.0)
     assert t.iloc[0]["ci_final_test_acc"] == pytest.approx(4.302653 / math.sqrt(3), rel=1e-5)  # t_{.975,2} sd/sqrt(3)
-    text = summary.paired_markdown(s)
+    text = stats.paired_markdown(s)
     assert "+2.00 [-0.48, +4.48] (contains 0)" in text
 
 
 def test_paired_difference_pairs_by_seed_and_says_when_zero_is_outside():
     s = _fake_summary([0.50, 0.60, 0.70], [0.55, 0.66, 0.74])  # 5, 6, 4 points
-    text = summary.paired_markdown(s)
+    text = stats.paired_markdown(s)
     assert "+5.00 [+2.52, +7.48] |" in text and "contains 0" not in text.split("|---")[-1]
     lone = _fake_summary([0.5, 0.6], [0.6], seeds=(0, 1))
-    assert "(one pair)" in summary.paired_markdown(lone)
+    assert "(one pair)" in stats.paired_markdown(lone)
 
 
 def test_verdict_table_shows_each_preset_its_selection_and_the_paired_difference():
@@ -172,7 +172,7 @@ def test_verdict_table_shows_each_preset_its_selection_and_the_paired_difference
         s["preset_values"] = "lr=0.001, rho=1" if preset == "tuned" else None
         rows.append(s)
     trial = rows[-1].iloc[[0]].assign(preset=None, variant="lr0.1", final_test_acc=0.99)
-    text = summary.verdict_markdown(pd.concat([*rows, trial], ignore_index=True))
+    text = verdict.verdict_markdown(pd.concat([*rows, trial], ignore_index=True))
     lines = {tuple(c.strip() for c in ln.split("|")[1:4]): ln for ln in text.splitlines() if ln.startswith("| ")}
     assert "+0.00 [+0.00, +0.00] (contains 0)" in lines[("gsadmm", "2", "paper")]
     assert "+2.00 [-0.48, +4.48] (contains 0)" in lines[("gsadmm", "2", "demo")]
@@ -181,7 +181,7 @@ def test_verdict_table_shows_each_preset_its_selection_and_the_paired_difference
     assert "0.990" not in text  # the trial (no preset) is not in the verdict
     glance = next(ln for ln in text.splitlines() if ln.startswith("| gsadmm | 2 | 0."))  # presets side by side
     assert glance.count("Δ") == 3 and glance.endswith("Δ **+5.00 [+2.52, +7.48]** |")
-    assert summary.verdict_markdown(rows[0].assign(preset=None)) == ""
+    assert verdict.verdict_markdown(rows[0].assign(preset=None)) == ""
 
 
 # ----------------------------------------------------------------------------- float64
@@ -287,5 +287,5 @@ def test_paired_difference_matches_the_controls_preset():
     s["preset"] = "paper"
     other = _fake_summary([0.10, 0.10, 0.10], [0.90, 0.90, 0.90])
     other["preset"] = "tuned"
-    t = summary.paired_table(pd.concat([s, other], ignore_index=True))
+    t = stats.paired_table(pd.concat([s, other], ignore_index=True))
     assert sorted(t["d_final_test_acc"].round(6)) == [2.0, 80.0]  # each against the frozen of its own preset

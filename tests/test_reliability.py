@@ -230,7 +230,7 @@ def test_another_config_is_refused_then_overwrite_moves_the_old_record_aside(tmp
     moved = list((out / ".replaced").glob("*/metrics.csv"))
     assert len(moved) == 1 and moved[0].read_text() == old
     assert json.loads((out / "run.json").read_text())["config"]["lr"] == 0.01
-    from tssm.summary import find_runs
+    from tssm.reporting.records import find_runs
     assert find_runs([tmp_path]) == [out.resolve()]  # the moved record is no run of the summary
 
 
@@ -252,7 +252,7 @@ def test_summary_flags_metrics_that_do_not_match_run_json(tmp_path):
     assert _train(out) == 0
     m = pd.read_csv(out / "metrics.csv")
     m.iloc[:2].to_csv(out / "metrics.csv", index=False)  # what a later, killed run would leave
-    from tssm.summary import load_run
+    from tssm.reporting.records import load_run
     run = load_run(out)
     assert run.status == "incomplete" and "does not match" in run.problem
 

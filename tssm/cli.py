@@ -1,5 +1,5 @@
 """Command line: ``tssm train`` runs one configuration (also under torchrun);
-``tssm summary ...`` and ``tssm figures ...`` are :mod:`tssm.summary` and :mod:`tssm.figures`
+``tssm summary ...`` and ``tssm figures ...`` are :mod:`tssm.reporting.summary` and :mod:`tssm.reporting.figures`
 (the rest of the command line goes to them unchanged).
 
 Every field of :class:`tssm.config.RunConfig` and of each method's settings is a flag
@@ -125,7 +125,7 @@ FORWARDED = {
 def _forward(command: str, argv: list[str]) -> int:
     import importlib
 
-    return importlib.import_module(f"tssm.{command}").main(argv, prog=f"tssm {command}")
+    return importlib.import_module(f"tssm.reporting.{command}").main(argv, prog=f"tssm {command}")
 
 
 def _method_asked(argv: list[str] | None) -> str | None:

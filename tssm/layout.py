@@ -1,7 +1,7 @@
 """Where a run lives and how it is launched: facts the pipeline and the package share.
 
 Torch-free on purpose: the Snakefile imports this module to plan a grid (``snakemake -n``
-stays fast) and :mod:`tssm.summary` reads the same layout back. A grid point is
+stays fast) and :mod:`tssm.reporting` reads the same layout back. A grid point is
 ``(dataset, model, method, splits, seed, cores, variant)``; its folder is
 
     <results>/runs/{dataset}/{model}/{method}/n{splits}/seed{seed}[/cores{cores}][/{variant}]

@@ -6,7 +6,7 @@ from the same paper's Figure 1 (``docs/paper/dladmm.md``). The paper prints no t
 these: every value was read off its plots (last plotted point, about ± 0.01 in accuracy and
 ± 0.5 s in time). The paper's TSSM curve is gsADMM at n = 2 (it reports no gsAM result).
 
-Imported by :mod:`tssm.figures` (stars and dashes on Figures 1 and 2) and by
+Imported by :mod:`tssm.reporting` (figures 1 and 2: stars and dashes) and by
 ``benchmarks/speedup.py`` (the paper's speedups next to the measured ones); the reference
 runs of ``config/fashion-reference.yaml`` are compared with :data:`FIGURE1_FINAL_TRAIN_ACC`.
 """

@@ -652,6 +652,7 @@ class Recorder:
             "reason": reason,
             "config": self.cfg.to_dict(),
             "config_hash": self.cfg.config_hash(),
+            **self.cfg.method_class.record_fields(),  # role and label, for reporting
             "preset_values": self.cfg.preset_values(),
             "git_commit": self.commit,
             "environment": self.env,

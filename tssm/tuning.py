@@ -103,7 +103,8 @@ def tuned_values(path: str | Path, dataset: str, model: str, method: str, splits
 
 def trial_rows(run_files: list[str]) -> list[dict[str, Any]]:
     """Summary rows of the trial runs, each with the settings its trial drew (its variant's)."""
-    from .summary import load_run, summary_row
+    from .reporting.records import load_run
+    from .reporting.rows import summary_row
 
     rows = []
     for f in run_files:

@@ -39,6 +39,8 @@ class SGD(Backprop):
     """Plain SGD, lr 0.01 unless ``lr`` says otherwise."""
 
     name = "sgd"
+    label = "SGD"
+    style = {"color": "#2ca02c", "linestyle": "-.", "linewidth": 1.5, "marker": "^", "zorder": 3}
     default_optimizer = "sgd"
 
 
@@ -46,6 +48,8 @@ class Adam(Backprop):
     """Adam, lr 0.001 unless ``lr`` says otherwise."""
 
     name = "adam"
+    label = "Adam"
+    style = {"color": "#d62728", "linestyle": (0, (1, 1.2)), "linewidth": 1.9, "marker": "v", "zorder": 3}
     default_optimizer = "adam"
 
 
@@ -53,6 +57,10 @@ class Frozen(Backprop):
     """Control: only the last subnetwork learns (same data order and W-step optimizer)."""
 
     name = "frozen"
+    role = "control"
+    label = "frozen (control)"
+    #: drawn first, widest and translucent: a split method that coincides with it runs through its middle
+    style = {"color": "#7f7f7f", "linestyle": "-", "linewidth": 5.0, "alpha": 0.4, "marker": None, "zorder": 2}
     Settings = WStepSettings
     end_to_end = False
     presets = TSSM_PRESETS  # the split methods' W-step and init, so it stays their control

@@ -20,6 +20,7 @@ from torch import nn
 
 from ..config import DEFAULT_LR, MethodSettings, RunConfig, option
 from ..errors import DivergenceError
+from ..roles import derived_role
 
 PAPER_VALUES = "the paper uses alpha=rho=1, tau1=tau2=100"
 
@@ -166,6 +167,22 @@ class Solver:
     presets: dict[str, dict] = {"paper": {}, "demo": {}}
     #: common settings that mean nothing to this method (refused if given; never tuned)
     ignores: tuple[str, ...] = ()
+    #: what tables and figures make of it (tssm.roles): a role of ``ROLES`` (None: the one its
+    #: traits imply), a display label (None: the name) and a matplotlib style (color, marker,
+    #: linestyle, linewidth, zorder ...; None: one handed out by registry order)
+    role: str | None = None
+    label: str | None = None
+    style: dict | None = None
+
+    @classmethod
+    def reporting_role(cls) -> str:
+        """The declared role, else the one the traits imply (end-to-end: baseline ...)."""
+        return cls.role or derived_role(cls.end_to_end, cls.layerwise)
+
+    @classmethod
+    def record_fields(cls) -> dict[str, str]:
+        """What ``run.json`` records of the method for reporting: its role and label."""
+        return {"role": cls.reporting_role(), "label": cls.label or cls.name}
 
     def __init__(self, cfg: RunConfig, x_train: torch.Tensor, y_train: torch.Tensor):
         self.cfg = cfg

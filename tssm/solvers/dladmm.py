@@ -781,6 +781,8 @@ class DLADMM(Solver):
     into the network after each, so evaluation, records and figures are the suite's own."""
 
     name = "dladmm"
+    label = "dlADMM"
+    style = {"color": "#9467bd", "linestyle": (0, (6, 1.5, 1, 1.5)), "linewidth": 1.5, "marker": "D", "zorder": 3}
     Settings = DLADMMSettings
     end_to_end = True
     layerwise = True

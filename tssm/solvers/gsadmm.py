@@ -52,6 +52,8 @@ def q_closed_form(f: torch.Tensor, p_next: torch.Tensor, u: torch.Tensor, c_alph
 
 class GsADMM(TSSMSolver):
     name = "gsadmm"
+    label = "gsADMM"
+    style = {"color": "#1f77b4", "linestyle": "-", "linewidth": 1.1, "marker": "o", "markersize": 4.5, "zorder": 5}
     Settings = GsADMMSettings
 
     def step_phases(self):

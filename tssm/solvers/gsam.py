@@ -21,6 +21,9 @@ class GsAM(TSSMSolver):
     """Reads the settings gsADMM and gsAM share (no rho: there is no dual)."""
 
     name = "gsam"
+    label = "gsAM"
+    style = {"color": "#ff7f0e", "linestyle": "--", "linewidth": 1.9, "marker": "s", "markersize": 7,
+             "markerfacecolor": "white", "zorder": 4}
 
     def step_phases(self):
         if self.settings.schedule == "epoch":

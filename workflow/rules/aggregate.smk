@@ -9,7 +9,7 @@ rule summary:
     download)."""
     input:
         runs=ALL_RUNS,
-        code=f"{REPO}/tssm/summary.py",  # a changed summary re-aggregates (cheap; training is not re-run)
+        code=sorted(f"{REPO}/tssm/reporting/{f}" for f in os.listdir(f"{REPO}/tssm/reporting") if f.endswith(".py")),  # changed reporting code re-aggregates (cheap; training is not re-run)
         to_html=f"{SCRIPTS}/summary_html.py",
     output:
         csv=report(
@@ -40,6 +40,6 @@ rule summary:
     conda:
         ENV_FILE
     shell:
-        "{params.python} -m tssm.summary {input.runs:q} --csv {output.csv:q} --md {output.md:q}"
+        "{params.python} -m tssm.reporting.summary {input.runs:q} --csv {output.csv:q} --md {output.md:q}"
         " --target-acc {params.target} --reference {params.reference} --title {params.title:q} > {log:q} 2>&1"
         " && {params.python} {input.to_html:q} {output.md:q} {output.html:q} >> {log:q} 2>&1"

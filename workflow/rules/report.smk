@@ -8,7 +8,7 @@ rule figures:
     sweep figure when the config has variants."""
     input:
         summary=f"{RESULTS}/summary.csv",
-        code=f"{REPO}/tssm/figures.py",  # changed drawing code redraws the figures
+        code=sorted(f"{REPO}/tssm/reporting/{f}" for f in os.listdir(f"{REPO}/tssm/reporting") if f.endswith(".py")),  # changed drawing code redraws the figures
         paper=f"{REPO}/tssm/paper.py",  # ... and so do changed paper values
     output:
         [figure_report(stem) for stem in FIGURE_STEMS],
@@ -29,7 +29,7 @@ rule figures:
     conda:
         ENV_FILE
     shell:
-        "{params.python} -m tssm.figures --summary {input.summary:q} --out-dir {params.outdir:q}"
+        "{params.python} -m tssm.reporting.figures --summary {input.summary:q} --out-dir {params.outdir:q}"
         " --figure1-splits {params.fig1} --figure2-splits {params.fig2} {params.fig2_select}"
         " --target-acc {params.target} --reference {params.reference} > {log:q} 2>&1"
 
