@@ -146,7 +146,7 @@ class DistMailbox(LocalMailbox):
         t = tensor.detach().to(self.comm_device).contiguous()
         peer = self.owner[dst]
         try:
-            self._inflight.append((dist.isend(t, peer), t, peer))
+            self._inflight.append((self._isend(t, peer), t, peer))
         except Exception as e:
             raise self._lost(peer, e) from None
         while self._inflight and self._inflight[0][0].is_completed():
@@ -169,11 +169,18 @@ class DistMailbox(LocalMailbox):
         t = torch.empty(shape, device=self.comm_device, dtype=self.dtype)
         peer = self.owner[src]
         try:
-            work = dist.irecv(t, peer)
+            work = self._irecv(t, peer)
         except Exception as e:
             raise self._lost(peer, e) from None
         self._wait(work, t, peer)
         return t.to(self.device)
+
+    # -- the transport (torch.distributed; tests/test_nccl_order.py puts a model of NCCL here)
+    def _isend(self, tensor: torch.Tensor, peer: int) -> dist.Work:
+        return dist.isend(tensor, peer)
+
+    def _irecv(self, tensor: torch.Tensor, peer: int) -> dist.Work:
+        return dist.irecv(tensor, peer)
 
     def flush(self) -> None:
         """Wait until every send has been received (end of an epoch, evaluation)."""
@@ -193,12 +200,23 @@ class DistMailbox(LocalMailbox):
         )
 
 
+def add_up(gathered: Sequence[dict[str, float]]) -> dict[str, float]:
+    """The ranks' figures added up key by key (a key one rank alone reports keeps its value)."""
+    out: dict[str, float] = {}
+    for d in gathered:
+        for k, v in d.items():
+            out[k] = out.get(k, 0.0) + v
+    return out
+
+
 class DistributedExecutor(SerialExecutor):
     """The stages of this rank; messages to other ranks' stages go through torch.distributed."""
 
     def __init__(self, stages: Sequence[Stage], owner: list[int], device: torch.device, timeout_s: float = 300.0,
-                 comm_device: torch.device | None = None, dtype: torch.dtype = torch.float32):
-        self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
+                 comm_device: torch.device | None = None, dtype: torch.dtype = torch.float32, *,
+                 rank: int | None = None, world_size: int | None = None):
+        self.rank = dist.get_rank() if rank is None else rank
+        self.world_size = dist.get_world_size() if world_size is None else world_size
         self.is_main = self.rank == 0
         self.owner = owner
         self.device = device
@@ -215,24 +233,19 @@ class DistributedExecutor(SerialExecutor):
         return {f"wait_s_r{self.rank}": w}
 
     def all_sum(self, values: dict[str, float]) -> dict[str, float]:
-        gathered: list[dict[str, float]] = [{} for _ in range(self.world_size)]
-        try:
-            dist.all_gather_object(gathered, values)
-        except Exception as e:
-            raise self.box._lost(None, e) from None
-        out: dict[str, float] = {}
-        for d in gathered:
-            for k, v in d.items():
-                out[k] = out.get(k, 0.0) + v
-        return out
+        return add_up(self._gather(values))
 
     def all_true(self, flag: bool) -> bool:
-        t = torch.tensor([0.0 if flag else 1.0], device=self.box.comm_device)
+        return all(self._gather(bool(flag)))
+
+    def _gather(self, obj: object) -> list:
+        """Every rank's ``obj``, in rank order, on every rank (a collective)."""
+        gathered: list = [None] * self.world_size
         try:
-            dist.all_reduce(t)
+            dist.all_gather_object(gathered, obj)
         except Exception as e:
             raise self.box._lost(None, e) from None
-        return t.item() == 0.0
+        return gathered
 
     def close(self) -> None:
         try:
