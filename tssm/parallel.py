@@ -27,6 +27,12 @@ from .solvers import Phase, Stage
 from .split import group_sizes
 
 
+def _sync(device: torch.device) -> None:
+    """Wait for the kernels queued on ``device`` (CUDA); nothing elsewhere."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 class Executor(Protocol):
     """Where a solver's phases run: the stages this process holds and how it talks to the others."""
 
@@ -53,16 +59,50 @@ class Executor(Protocol):
     def close(self) -> None: ...
 
 
+class Pending:
+    """A posted receive: ``wait()`` gives its tensor (once fetched, kept)."""
+
+    def __init__(self, fetch):
+        self._fetch, self._value = fetch, None
+
+    def wait(self) -> torch.Tensor:
+        if self._fetch is not None:
+            self._value, self._fetch = self._fetch(), None
+        return self._value
+
+
 class LocalMailbox:
     """Messages between stages of one process: a FIFO queue per (src, dst) pair."""
 
     def __init__(self):
         self._queues: dict[tuple[int, int], collections.deque] = collections.defaultdict(collections.deque)
+        self._posted: dict[tuple[int, int], collections.deque[Pending]] = collections.defaultdict(collections.deque)
 
     def send(self, src: int, dst: int, tensor: torch.Tensor) -> None:
         self._queues[(src, dst)].append(tensor)
 
     def recv(self, src: int, dst: int, shape: tuple[int, ...]) -> torch.Tensor:
+        self._settle(src, dst, None)
+        return self._pop(src, dst, shape)
+
+    def post_recv(self, src: int, dst: int, shape: tuple[int, ...]) -> Pending:
+        """Within a process a receive needs no posting: the message is taken at ``wait()``,
+        after any receive on the pair posted before it (the order of the sends)."""
+        pending = Pending(lambda: self._pop(src, dst, shape))
+        self._posted[(src, dst)].append(pending)
+        return Pending(lambda: self._settle(src, dst, pending))
+
+    def _settle(self, src: int, dst: int, upto: Pending | None) -> torch.Tensor | None:
+        """Fetch the receives posted on the pair, oldest first, up to ``upto`` (None: all)."""
+        posted = self._posted[(src, dst)]
+        while posted:
+            p = posted.popleft()
+            value = p.wait()
+            if p is upto:
+                return value
+        return upto.wait() if upto is not None else None
+
+    def _pop(self, src: int, dst: int, shape: tuple[int, ...]) -> torch.Tensor:
         q = self._queues[(src, dst)]
         if not q:
             raise RuntimeError(f"stage {dst} expects a message from stage {src} that was never sent (phase order bug)")
@@ -72,7 +112,7 @@ class LocalMailbox:
         return t
 
     def pending(self) -> int:
-        return sum(len(q) for q in self._queues.values())
+        return sum(len(q) for q in self._queues.values()) + sum(len(p) for p in self._posted.values())
 
 
 class SerialExecutor:
@@ -155,25 +195,38 @@ class DistMailbox(LocalMailbox):
             self._wait(*self._inflight.popleft())
 
     def _wait(self, work: dist.Work, tensor: torch.Tensor, peer: int) -> None:
-        """Block on one exchange with ``peer`` (timed as waiting; a timeout means a lost rank)."""
+        """Block on one exchange with ``peer`` (timed as waiting; a timeout means a lost rank).
+
+        On CUDA the rank's own queued kernels finish before the clock starts, and the clock
+        stops when the message is in memory (NCCL's ``wait`` only orders streams): what is
+        timed is the wait for the peer, not this rank's compute."""
+        _sync(self.device)
         t0 = time.perf_counter()
         try:
             work.wait(self.timeout)
+            _sync(self.comm_device)
         except Exception as e:
             raise self._lost(peer, e) from None
         self.wait_s += time.perf_counter() - t0
 
     def recv(self, src: int, dst: int, shape: tuple[int, ...]) -> torch.Tensor:
+        return self.post_recv(src, dst, shape).wait()
+
+    def post_recv(self, src: int, dst: int, shape: tuple[int, ...]) -> Pending:
+        """``irecv`` now: later sends to the same rank queue behind it on NCCL's stream."""
         if self.owner[src] == self.rank:
-            return super().recv(src, dst, shape)
+            return super().post_recv(src, dst, shape)
         t = torch.empty(shape, device=self.comm_device, dtype=self.dtype)
         peer = self.owner[src]
         try:
             work = self._irecv(t, peer)
         except Exception as e:
             raise self._lost(peer, e) from None
-        self._wait(work, t, peer)
-        return t.to(self.device)
+
+        def fetch() -> torch.Tensor:
+            self._wait(work, t, peer)
+            return t.to(self.device)
+        return Pending(fetch)
 
     # -- the transport (torch.distributed; tests/test_nccl_order.py puts a model of NCCL here)
     def _isend(self, tensor: torch.Tensor, peer: int) -> dist.Work:
