@@ -30,6 +30,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from pathlib import Path
 
@@ -50,7 +51,7 @@ NO_GPU = "skipped: no GPU"
 #: float32 after 3 epochs: CUDA and CPU kernels round differently (TF32 off); beyond this, look
 RTOL_DEVICE = 1e-3
 RTOL_SAME = 1e-5  # same device, same kernels: distributed vs serial, resumed vs uninterrupted
-SMALL = dict(dataset="digits", width=32, depth=4, epochs=3, batch_size=64, mlflow=False, checkpoint=False)
+SMALL = dict(dataset="digits", width=32, depth=4, epochs=3, batch_size=64, mlflow=False, checkpoint=False, threads=1)
 COLS = ["train_loss", "train_acc", "test_acc", "objective"]
 
 
@@ -70,7 +71,8 @@ class Table:
         print(f"| {'check':<{w0}} | {'result':<{w1}} | status |")
         print(line)
         for check, result, status in self.rows:
-            print(f"| {check:<{w0}} | {result:<{w1}} | {status:<6} |")
+            for i, part in enumerate(textwrap.wrap(result, w1) or [""]):
+                print(f"| {check if i == 0 else '':<{w0}} | {part:<{w1}} | {status if i == 0 else '':<6} |")
         print(line)
 
     @property
@@ -85,7 +87,10 @@ def rel_diff(a: pd.DataFrame, b: pd.DataFrame) -> float:
 
 def train(out: Path, **settings) -> tuple[pd.DataFrame, float]:
     t0 = time.perf_counter()
-    cfg = RunConfig.from_dict({**SMALL, "threads": local_threads(1), **settings, "out": str(out)})
+    values = {**SMALL, **settings, "out": str(out)}
+    if SOLVERS[values.get("method", "gsadmm")].full_batch:
+        values.pop("batch_size")  # one step per epoch over all rows (dladmm)
+    cfg = RunConfig.from_dict(values)
     info = run.train(cfg, progress=False)
     if info.get("status") != "finished":
         raise RuntimeError(f"{info.get('status')}: {info.get('reason')}")
@@ -100,7 +105,7 @@ def method_settings(method: str) -> dict:
 # ------------------------------------------------------------------------------ the checks
 def environment(table: Table, gpu: bool) -> None:
     run.set_tf32(False)
-    rec = cuda_record(torch.device("cuda") if gpu else torch.device("cpu"))
+    rec = cuda_record(torch.device("cuda", 0) if gpu else torch.device("cpu"))
     table.add("GPU", f"{rec.get('gpu')} ({rec.get('gpu_memory_gib')} GiB), {rec.get('gpus_visible')} visible, "
                      f"CUDA_VISIBLE_DEVICES={rec['cuda_visible_devices']}" if gpu else f"none: {cuda_unavailable_reason()}",
               "ok" if gpu else "-")

@@ -439,8 +439,11 @@ def cuda_unavailable_reason() -> str:
     if os.environ.get("CUDA_VISIBLE_DEVICES", None) == "":
         return "CUDA_VISIBLE_DEVICES is empty: no GPU is visible to this process"
     driver = driver_version()
-    return (f"torch {torch.__version__} is built for CUDA {build}, and the NVIDIA driver here "
-            f"({driver or 'none found'}) does not run it (nvidia-smi shows the CUDA version a driver supports); "
+    if driver is None:
+        return ("no NVIDIA driver is loaded here (no /proc/driver/nvidia/version): not a GPU node, or the driver "
+                "is not installed; run with --device cpu")
+    return (f"torch {torch.__version__} is built for CUDA {build}, and the NVIDIA driver here ({driver}) does not "
+            f"run it (nvidia-smi shows the newest CUDA version a driver supports); "
             f"install the torch build for that CUDA version, e.g. pip install torch=={torch.__version__.split('+')[0]} "
             f"--index-url https://download.pytorch.org/whl/cu126 (docs/gpu.md), or run with --device cpu")
 
