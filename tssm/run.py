@@ -231,11 +231,15 @@ def train(cfg: RunConfig, *, progress: bool = True, overwrite: bool = False) -> 
         done = claim_folder(session, folder, overwrite)
         if done:
             session.executor.close()
-            return {**json.loads((Path(cfg.out) / "run.json").read_text()), "nothing_to_do": done}
-        return train_claimed(session, progress)
+            result = {**json.loads((Path(cfg.out) / "run.json").read_text()), "nothing_to_do": done}
+        else:
+            result = train_claimed(session, progress)
     finally:
         folder.release()
-        close_distributed()
+    # the process group goes with a run that ended normally (after a failure the process exits:
+    # NCCL's teardown can block on a lost peer)
+    close_distributed()
+    return result
 
 
 def train_claimed(session: Session, progress: bool) -> dict[str, Any]:
