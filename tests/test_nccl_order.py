@@ -2,9 +2,10 @@
 
 Over gloo a send is buffered, so a wrong message order still runs; over NCCL it hangs. This
 test runs the real training loop (initialisation, epochs with their steps, full-data phases
-and flush, evaluation, the per-epoch collectives) with one simulated rank per stage, each in
-its own thread, through the real ``DistMailbox`` whose transport is replaced by a model of
-NCCL's point-to-point rules, worst case:
+and flush, evaluation, the per-epoch collectives) with one simulated rank per stage (and, for
+n = 4, also two ranks holding two stages each), each rank in its own thread, through the real
+``DistMailbox`` whose transport is replaced by a model of NCCL's point-to-point rules, worst
+case:
 
 * between two ranks there is one ordered stream: each rank's sends to and receives from the
   other complete in the order it posted them;
@@ -30,7 +31,7 @@ from tssm.config import RunConfig
 from tssm.data import Dataset
 from tssm.errors import ConfigError
 from tssm.models import build_model
-from tssm.parallel import DistMailbox, DistributedExecutor
+from tssm.parallel import DistMailbox, DistributedExecutor, stage_owner
 from tssm.run import Problem, Session, build_stages, initial_row, resume_or_initialise, train_epoch
 from tssm.solvers import REGISTRY, SOLVERS, make_solver
 
@@ -234,10 +235,21 @@ def tiny_problem(cfg: RunConfig) -> Problem:
     return Problem(data, model)
 
 
-def run_world(cfg: RunConfig, epochs: int = 2) -> list[list[dict]]:
-    """The training loop of ``cfg`` on ``cfg.splits`` simulated ranks; each rank's rows."""
-    world = cfg.splits
+def run_threads(rank_main, world: int) -> None:
+    """``rank_main(rank)`` for every rank, each in its own thread, until all are done."""
+    threads = [threading.Thread(target=rank_main, args=(r,), daemon=True) for r in range(world)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(TIMEOUT_S * 2)
+        assert not t.is_alive(), "a simulated rank never finished"
+
+
+def run_world(cfg: RunConfig, world: int, epochs: int = 2) -> list[list[dict]]:
+    """The training loop of ``cfg`` on ``world`` simulated ranks (each holding a contiguous group
+    of stages, as ``stage_owner`` assigns them); each rank's rows."""
     model = NcclModel(world)
+    owner = stage_owner(cfg.splits, world)
     rows: list[list[dict]] = [[] for _ in range(world)]
     errors: list[BaseException | None] = [None] * world
 
@@ -247,7 +259,7 @@ def run_world(cfg: RunConfig, epochs: int = 2) -> list[list[dict]]:
             problem = tiny_problem(cfg)
             stages = build_stages(cfg, problem)
             solver = make_solver(cfg, problem.data.x_train, problem.data.y_train)
-            ex = ModelExecutor(model, stages, list(range(world)), rank)
+            ex = ModelExecutor(model, stages, owner, rank)
             for st in ex.stages:
                 solver.setup(st)
             s = Session(cfg, torch.device("cpu"), problem, stages, solver, ex, None, None)
@@ -261,15 +273,11 @@ def run_world(cfg: RunConfig, epochs: int = 2) -> list[list[dict]]:
         finally:
             model.leave(rank, error)
 
-    threads = [threading.Thread(target=rank_main, args=(r,), daemon=True) for r in range(world)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(TIMEOUT_S * 2)
-        assert not t.is_alive(), "a simulated rank never finished"
+    run_threads(rank_main, world)
     deadlock = next((e for e in errors if isinstance(e, Deadlock)), None)
     if deadlock is not None:
-        pytest.fail(f"{cfg.method} (schedule {getattr(cfg.settings, 'schedule', '-')}, n={world}): {deadlock}", pytrace=False)
+        pytest.fail(f"{cfg.method} (schedule {getattr(cfg.settings, 'schedule', '-')}, n={cfg.splits}, {world} ranks): "
+                    f"{deadlock}", pytrace=False)
     first = next((e for e in errors if e), None)
     if first is not None:
         raise first
@@ -284,7 +292,9 @@ def cases():
         schedules = settings["schedule"].metadata.get("choices") if "schedule" in settings else (None,)
         for schedule in schedules:
             for n in (2, 3, 4):
-                out.append(pytest.param(method, schedule, n, id=f"{method}-{schedule or 'default'}-n{n}"))
+                out.append(pytest.param(method, schedule, n, n, id=f"{method}-{schedule or 'default'}-n{n}"))
+            # stages grouped on fewer ranks (n > ranks: the executor runs a rank's stages in order)
+            out.append(pytest.param(method, schedule, 4, 2, id=f"{method}-{schedule or 'default'}-n4-2ranks"))
     return out
 
 
@@ -296,15 +306,15 @@ def config(method: str, schedule: str | None, n: int) -> RunConfig:
     return RunConfig.from_dict(values)
 
 
-@pytest.mark.parametrize("method,schedule,n", cases())
-def test_exchanges_are_nccl_safe(method, schedule, n):
+@pytest.mark.parametrize("method,schedule,n,ranks", cases())
+def test_exchanges_are_nccl_safe(method, schedule, n, ranks):
     try:
         cfg = config(method, schedule, n)
         cfg.validate()
     except ConfigError as e:  # e.g. end-to-end backprop or dlADMM: one stage, nothing exchanged
         pytest.skip(f"{method} does not run at n={n}: {e}")
     torch.set_num_threads(1)
-    rows = run_world(cfg)
+    rows = run_world(cfg, ranks)
     # the ranks agree on every gathered figure, and the run trained
     assert all(len(r) == 3 for r in rows)
     for key in ("train_loss", "test_acc", "objective"):
@@ -329,11 +339,7 @@ def test_model_finds_a_cycle():
         finally:
             model.leave(rank, None)
 
-    threads = [threading.Thread(target=rank_main, args=(r,)) for r in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(10)
+    run_threads(rank_main, 2)
     assert errors and "rank 0 blocks on its recv (3,) from rank 1" in errors[0] and "rank 1" in errors[0]
     assert "queued behind its send (3,) to rank 1" in errors[0]
 
@@ -354,9 +360,5 @@ def test_model_passes_a_matched_order():
         box.flush()
         model.leave(rank, None)
 
-    threads = [threading.Thread(target=rank_main, args=(r,)) for r in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(10)
+    run_threads(rank_main, 2)
     assert torch.equal(got[0], torch.arange(3.0) * 2)
