@@ -393,7 +393,8 @@ def init_distributed(device: str, timeout_s: float) -> tuple[int, int, torch.dev
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise DistributedError(f"rank {rank}: device cuda asked for, but {cuda_unavailable_reason()}")
+            raise DistributedError(f"rank {rank}: device cuda asked for, but no CUDA GPU is visible: "
+                                   f"{cuda_unavailable_reason()}")
         gpus = torch.cuda.device_count()
         dev = torch.device("cuda", local_rank % gpus)
         torch.cuda.set_device(dev)

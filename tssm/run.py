@@ -41,7 +41,7 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} asked for, but {cuda_unavailable_reason()}")
+        raise ConfigError(f"device {name!r} asked for, but no CUDA GPU is visible: {cuda_unavailable_reason()}")
     return torch.device(name)
 
 
