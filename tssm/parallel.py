@@ -5,7 +5,9 @@
 rank, or a contiguous group when there are more stages than ranks) and carries messages
 between ranks with point-to-point ``isend``/``irecv``. Both run a solver's phases the same
 way: for each phase, for each stage held, in stage order; sends never block, receives do,
-and a solver's phases are ordered so that every receive is matched by an earlier send.
+and a solver's phases are ordered so that every receive is matched by an earlier send, and
+(NCCL: one ordered stream per pair of ranks, a large send completes only once its receive is
+posted) so that two neighbours never both send to each other first (tests/test_nccl_order.py).
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ import socket
 import sys
 import threading
 import time
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Protocol
 
 import torch

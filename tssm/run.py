@@ -420,7 +420,7 @@ def train_epoch(s: Session, state: TrainState, epoch: int) -> dict[str, float]:
     if bad:
         raise DivergenceError(f"run diverged at epoch {epoch}: {bad}", epoch=epoch)
     state.epoch = epoch
-    if epoch % cfg.checkpoint_every == 0:
+    if epoch % cfg.checkpoint_every == 0 or not cfg.checkpoint:
         checkpoint(s, state)
     return row
 
