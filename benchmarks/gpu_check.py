@@ -48,6 +48,8 @@ from tssm.parallel import cuda_record, cuda_unavailable_reason, local_threads  #
 from tssm.solvers import SOLVERS  # noqa: E402
 
 NO_GPU = "skipped: no GPU"
+#: where the GPU rows run: "cuda", or "cpu" for --rehearse (the script's own check, small sizes)
+GPU = "cuda"
 #: float32 after 3 epochs: CUDA and CPU kernels round differently (TF32 off); beyond this, look
 RTOL_DEVICE = 1e-3
 RTOL_SAME = 1e-5  # same device, same kernels: distributed vs serial, resumed vs uninterrupted
@@ -105,7 +107,7 @@ def method_settings(method: str) -> dict:
 # ------------------------------------------------------------------------------ the checks
 def environment(table: Table, gpu: bool) -> None:
     run.set_tf32(False)
-    rec = cuda_record(torch.device("cuda", 0) if gpu else torch.device("cpu"))
+    rec = cuda_record(torch.device("cuda", 0) if gpu and GPU == "cuda" else torch.device("cpu"))
     table.add("GPU", f"{rec.get('gpu')} ({rec.get('gpu_memory_gib')} GiB), {rec.get('gpus_visible')} visible, "
                      f"CUDA_VISIBLE_DEVICES={rec['cuda_visible_devices']}" if gpu else f"none: {cuda_unavailable_reason()}",
               "ok" if gpu else "-")
@@ -126,7 +128,7 @@ def methods_cuda_vs_cpu(table: Table, tmp: Path, gpu: bool) -> None:
             if not gpu:
                 table.add(name, f"CPU loss {cpu.train_loss.iloc[-1]:.4f} ({t_cpu:.1f} s); CUDA {NO_GPU}", "cpu ok")
                 continue
-            cuda, t_cuda = train(tmp / f"m-{method}-cuda", device="cuda", **ms)
+            cuda, t_cuda = train(tmp / f"m-{method}-cuda", device=GPU, **ms)
             rel = rel_diff(cpu, cuda)
             table.add(name, f"rel. diff {rel:.1e} (loss {cpu.train_loss.iloc[-1]:.4f}; {t_cpu:.1f} s CPU, "
                             f"{t_cuda:.1f} s CUDA)", "ok" if rel < RTOL_DEVICE else "FAIL")
@@ -203,7 +205,7 @@ def cifar100_size(table: Table, tmp: Path, rows: int) -> None:
             name = f"{model}, CIFAR-100 size ({rows} rows), gsadmm n=2, 1 epoch"
             try:
                 m, _ = train(tmp / f"cifar-{model}", dataset="cifar100", model=model, width=512, method="gsadmm",
-                             splits=2, epochs=1, batch_size=128, device="cuda")
+                             splits=2, epochs=1, batch_size=128, device=GPU)
                 last = m.iloc[-1]
                 table.add(name, f"peak {last.peak_mem_mb:.0f} MiB over data+model, {last.epoch_time_s:.1f} s/epoch, "
                                 f"loss {last.train_loss:.3f}", "ok" if pd.notna(last.train_loss) else "FAIL")
@@ -216,7 +218,7 @@ def cifar100_size(table: Table, tmp: Path, rows: int) -> None:
 def speedup(table: Table, tmp: Path) -> None:
     name = "speedup.py --device cuda (digits, 2 epochs)"
     cmd = [sys.executable, str(ROOT / "benchmarks" / "speedup.py"), "--dataset", "digits", "--epochs", "2",
-           "--device", "cuda", "--methods", "adam,gsadmm", "--modes", "backprop,serial,distributed", "--splits", "2",
+           "--device", GPU, "--methods", "adam,gsadmm", "--modes", "backprop,serial,distributed", "--splits", "2",
            "--serial-threads", "1", "--out", str(tmp / "speedup")]
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=240, cwd=ROOT)
@@ -235,32 +237,38 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="keep the runs here (default: a temporary folder)")
     p.add_argument("--cifar-rows", type=int, default=50000, help="training rows of the CIFAR-100-sized check")
     p.add_argument("--cpu-only", action="store_true", help="treat the machine as having no GPU")
+    p.add_argument("--rehearse", action="store_true",
+                   help="run the GPU rows on the CPU at small sizes, as if there were 2 GPUs (checks this script)")
     args = p.parse_args(argv)
-    gpu = torch.cuda.is_available() and not args.cpu_only
-    ngpu = torch.cuda.device_count() if gpu else 0
+    global GPU
+    gpu = (torch.cuda.is_available() and not args.cpu_only) or args.rehearse
+    ngpu = 2 if args.rehearse else torch.cuda.device_count() if gpu else 0
+    if args.rehearse:
+        GPU, args.cifar_rows = "cpu", min(args.cifar_rows, 64)
     t0 = time.perf_counter()
     table = Table()
     with tempfile.TemporaryDirectory(prefix="gpu_check_") as scratch:
         tmp = Path(args.out or scratch)
         tmp.mkdir(parents=True, exist_ok=True)
-        environment(table, gpu)
+        environment(table, gpu and GPU == "cuda")
         methods_cuda_vs_cpu(table, tmp, gpu)
         resume(table, tmp, "cpu")
         if gpu:
-            resume(table, tmp, "cuda")
+            resume(table, tmp, GPU)
         else:
             table.add("checkpoint + resume on CUDA vs uninterrupted", NO_GPU, "skip")
         distributed_vs_serial(table, tmp, "cpu", "gloo", dict(method="gsadmm", splits=2))
         if gpu:
-            distributed_vs_serial(table, tmp, "cuda", "small", dict(method="gsadmm", splits=2))
+            distributed_vs_serial(table, tmp, GPU, "small", dict(method="gsadmm", splits=2))
             cifar100_size(table, tmp, args.cifar_rows)
         else:
             table.add("2 ranks on CUDA vs serial", NO_GPU, "skip")
             table.add("cnn and resnet at CIFAR-100 size, peak memory", NO_GPU, "skip")
         if ngpu >= 2:
             # gsADMM's batch schedule between two GPUs over NCCL with 2 x 640 x 4096 floats (~21 MB) per message
-            distributed_vs_serial(table, tmp, "cuda", "NCCL ~20 MB messages",
-                                  dict(method="gsadmm", splits=2, width=4096, batch_size=640, epochs=2))
+            distributed_vs_serial(table, tmp, GPU, "NCCL ~20 MB messages",
+                                  dict(method="gsadmm", splits=2, width=512 if args.rehearse else 4096,
+                                       batch_size=640, epochs=2))
         else:
             table.add("NCCL exchange check, ~20 MB messages", NO_GPU if not gpu else "skipped: needs 2 GPUs", "skip")
         if gpu:
