@@ -447,7 +447,7 @@ def slowest_rank(metrics: dict[str, float], epoch_time: float, peak: float) -> t
     memory as the largest rank's; ``peak_mem_mb_r<rank>`` stay in the row, the per-rank times go."""
     times = [metrics.pop(k) for k in [k for k in metrics if k.startswith("epoch_time_s_r")]]
     peaks = [v for k, v in metrics.items() if k.startswith("peak_mem_mb_r")]
-    return max([epoch_time, *times]), max([peak, *peaks])
+    return max(times or [epoch_time]), max(peaks or [peak])
 
 
 def record_epoch(s: Session, state: TrainState, row: dict[str, float]) -> None:
