@@ -12,7 +12,8 @@ Configurations (``--modes`` / ``--methods`` pick a subset):
 - backprop:    adam, sgd; one process; all cores and 1 thread
 - serial:      gsadmm, gsam; n = 2..4 subnetworks in one process; 1 thread and all cores
 - distributed: gsadmm, gsam under torchrun; one rank per subnetwork up to --max-ranks
-               (default: as many ranks as cores), beyond that a contiguous group of
+               (default: as many ranks as cores; on CUDA as many as GPUs, so no two ranks
+               share one and every rank talks over NCCL), beyond that a contiguous group of
                subnetworks per rank; cores // ranks threads a rank
 - pipeline:    GPipe backprop (Adam) over n ranks, n = 2..--max-ranks
 
@@ -121,7 +122,9 @@ def gpu_info(device: str) -> tuple[int, str]:
     import torch
 
     if not torch.cuda.is_available():
-        raise SystemExit("error: --device cuda asked for, but no CUDA GPU is visible here; use --device cpu")
+        from tssm.parallel import cuda_unavailable_reason
+
+        raise SystemExit(f"error: --device cuda asked for, but {cuda_unavailable_reason()}")
     return torch.cuda.device_count(), torch.cuda.get_device_name(0)
 
 
@@ -150,7 +153,7 @@ def plan(args, cores: int, ngpu: int) -> list[Config]:
                 # TSSM puts a contiguous group of subnetworks on each rank when n exceeds the
                 # ranks; GPipe needs one rank per stage.
                 ranks = min(n, args.max_ranks) if mode == "distributed" else n
-                if n < 2 or ranks > args.max_ranks:
+                if n < 2 or ranks < 2 or ranks > args.max_ranks:
                     continue
                 tpr = args.threads_per_rank or max(1, cores // ranks)
                 out.append(Config(m, mode, n, ranks, tpr))
@@ -192,7 +195,9 @@ def cuts_for(cfg: Config, args) -> list[int]:
 def skip_reason(cfg: Config, args, ngpu: int) -> str | None:
     if args.device.startswith("cuda") and cfg.mode == "pipeline" and cfg.ranks > ngpu and not args.allow_shared_gpu:
         return f"{cfg.ranks} pipeline ranks on {ngpu} GPU(s); --allow-shared-gpu tries anyway"
-    return None  # tssm shares a GPU between ranks through gloo (tssm.parallel.init_distributed)
+    if args.device.startswith("cuda") and cfg.mode == "distributed" and cfg.ranks > ngpu and not args.allow_shared_gpu:
+        return f"{cfg.ranks} ranks on {ngpu} GPU(s) would share GPUs (gloo via host memory); --allow-shared-gpu tries anyway"
+    return None
 
 
 # ------------------------------------------------------------------------------ run
@@ -477,7 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--optimizer-impl", choices=("fused", "foreach", "forloop"), default="fused",
                    help="torch.optim implementation for every configuration")
     p.add_argument("--max-ranks", type=int, default=None,
-                   help="most ranks for distributed/pipeline runs (default: the cores available, on CUDA 4)")
+                   help="most ranks for distributed/pipeline runs (default: the cores available; on CUDA the GPUs)")
     p.add_argument("--threads-per-rank", type=int, default=None, help="default: cores // ranks (at least 1)")
     p.add_argument("--serial-threads", type=int, nargs="+", default=None,
                    help="thread counts of the one-process runs (backprop, serial TSSM); default: 1 and all cores")
@@ -509,7 +514,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"error: unknown method/mode {bad}; methods: {', '.join(ALL_METHODS)}; modes: {', '.join(ALL_MODES)}")
     ngpu, gpu = gpu_info(args.device)
     if args.max_ranks is None:
-        args.max_ranks = 4 if ngpu else max(2, cores)
+        args.max_ranks = ngpu if ngpu else max(2, cores)
     import torch
 
     env_info = {"machine": cpu_name(), "cpu_count": cores, "torch": torch.__version__, "device": args.device,

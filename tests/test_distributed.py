@@ -50,6 +50,14 @@ def test_distributed_matches_serial(method, n, ranks, tmp_path):
     # counted within the epoch's own clock (evaluation's waits are not carried over)
     assert waits.le(d.loc[d.epoch > 0, "epoch_time_s"], axis=0).all().all()
     assert not any(c.startswith("wait_s") for c in s.columns)
+    # per-rank peak memory, the row's figure the largest; the epoch's time the slowest rank's
+    trained = d[d.epoch > 0]
+    peaks = trained[[f"peak_mem_mb_r{r}" for r in range(ranks)]]
+    assert (trained["peak_mem_mb"] == peaks.max(axis=1)).all() and (peaks > 0).all().all()
+    assert not any(c.startswith("epoch_time_s_r") for c in d.columns)
+    env = json.loads((tmp_path / "dist" / "run.json").read_text())["environment"]
+    assert [r["cuda_visible_devices"] for r in env["ranks"]] == [os.environ.get("CUDA_VISIBLE_DEVICES")] * ranks
+    assert env["tf32"] is False
 
 
 def test_more_ranks_than_subnetworks(tmp_path):
@@ -203,3 +211,91 @@ def test_rank_whose_master_port_is_held_fails_fast(tmp_path):
     assert line.startswith("error: rank 1 could not join") and f"MASTER_ADDR=127.0.0.1 MASTER_PORT={port}" in line
     assert "Traceback" not in p.stderr
     assert not (tmp_path / "r" / "run.json").exists()
+
+
+def test_slowest_rank_sets_the_epoch_time():
+    from tssm.run import slowest_rank
+
+    metrics = {"train_loss": 1.0, "epoch_time_s_r0": 2.0, "epoch_time_s_r1": 3.5, "peak_mem_mb_r0": 10.0,
+               "peak_mem_mb_r1": 7.0}
+    assert slowest_rank(metrics, 2.0, 12.0) == (3.5, 10.0)  # the gathered figures, not this rank's later reading
+    assert "epoch_time_s_r1" not in metrics and "peak_mem_mb_r1" in metrics
+    assert slowest_rank({"train_loss": 1.0}, 1.5, 4.0) == (1.5, 4.0)  # one process
+
+
+@pytest.mark.parametrize("build, driver, says", [
+    (None, None, "CPU-only build (torch.version.cuda is None)"),
+    ("13.0", None, "no NVIDIA driver is loaded here"),
+    ("13.0", "535.104.05", "built for CUDA 13.0, and the NVIDIA driver here (535.104.05) does not run it"),
+])
+def test_no_cuda_error_names_the_build_and_driver(monkeypatch, build, driver, says):
+    """--device cuda without a usable GPU: the one line names the build/driver check, never `auto`."""
+    import torch
+
+    from tssm import parallel
+    from tssm.errors import ConfigError
+    from tssm.run import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.version, "cuda", build)
+    monkeypatch.setattr(parallel, "driver_version", lambda: driver)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    with pytest.raises(ConfigError) as e:
+        resolve_device("cuda")
+    msg = str(e.value)
+    assert says in msg and "auto" not in msg and "\n" not in msg
+    if driver:
+        assert "--index-url https://download.pytorch.org/whl/cu" in msg
+
+
+def test_tf32_is_off_unless_asked_and_part_of_the_identity():
+    import torch
+
+    from tssm.run import set_tf32
+
+    base = dict(dataset="digits", method="gsadmm", mlflow=False)
+    off, on = RunConfig.from_dict(base), RunConfig.from_dict({**base, "tf32": True})
+    assert off.config_hash() != on.config_hash()
+    assert off.hyperparameters()["tf32"] is False  # recorded as trained, in the identity
+    set_tf32(False)
+    assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+    set_tf32(True)
+    assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+    set_tf32(False)
+
+
+def test_checkpoint_every(tmp_path, monkeypatch):
+    """checkpoint_every=2: checkpoints after epochs 2 and 4 only; a stop by signal after epoch 1
+    still checkpoints it, and the resumed run equals the uninterrupted one."""
+    import signal as sig
+
+    import tssm.run as run
+    from tssm.errors import Interrupted
+
+    def cfg(out):
+        return RunConfig.from_dict(dict(dataset="digits", width=16, depth=4, epochs=4, n_train=300, mlflow=False,
+                                        checkpoint=True, checkpoint_every=2, threads=1, out=str(tmp_path / out)))
+
+    saved = []
+    real_save = run.save_checkpoint
+    monkeypatch.setattr(run, "save_checkpoint", lambda path, c, state, *a: (saved.append(state.epoch),
+                                                                            real_save(path, c, state, *a)))
+    run.train(cfg("ref"), progress=False)
+    assert saved == [2, 4]
+    real = run.train_epoch
+
+    def stop_after_one(s, state, epoch):
+        row = real(s, state, epoch)
+        if epoch == 1:
+            os.kill(os.getpid(), sig.SIGTERM)
+        return row
+
+    saved.clear()
+    monkeypatch.setattr(run, "train_epoch", stop_after_one)
+    with pytest.raises(Interrupted):
+        run.train(cfg("cut"), progress=False)
+    assert saved == [1]
+    monkeypatch.setattr(run, "train_epoch", real)
+    run.train(cfg("cut"), progress=False)
+    a, b = pd.read_csv(tmp_path / "ref" / "metrics.csv"), pd.read_csv(tmp_path / "cut" / "metrics.csv")
+    pd.testing.assert_frame_equal(a[COLS[:6]], b[COLS[:6]])

@@ -46,7 +46,71 @@ def max_rel_diff(a: pd.DataFrame, b: pd.DataFrame) -> float:
 
 # --------------------------------------------------------------------------- no cluster needed
 def _slurm_env(**kw) -> dict:
-    return {"PATH": os.environ.get("PATH", ""), **{k: str(v) for k, v in kw.items()}}
+    """The environment of a task of an ``srun`` step (SLURM_STEP_ID 0 unless given; None drops it)."""
+    kw = {"SLURM_STEP_ID": 0, **kw}
+    return {"PATH": os.environ.get("PATH", ""), **{k: str(v) for k, v in kw.items() if v is not None}}
+
+
+@pytest.mark.parametrize("step", [None, "4294967294", "batch", "4294967291", "4294967295"])
+def test_no_mapping_outside_an_srun_step(monkeypatch, step):
+    """`python -m tssm train` in the batch script of an `--ntasks=4` job (or in an salloc
+    shell) runs alone: SLURM_PROCID/SLURM_NTASKS describe the allocation, not ranks."""
+    from tssm import parallel
+
+    fake = _slurm_env(SLURM_PROCID=0, SLURM_NTASKS=4, SLURM_STEP_ID=step, SLURM_JOB_ID=123)
+    monkeypatch.setattr(os, "environ", fake)
+    parallel.slurm_to_torchrun_env()
+    assert not {"RANK", "WORLD_SIZE", "MASTER_PORT"} & set(fake)
+
+
+def test_master_port_from_the_job_id(monkeypatch):
+    from tssm import parallel
+
+    ports = []
+    for job in ("123", "20123", "777777"):
+        fake = _slurm_env(SLURM_PROCID=0, SLURM_NTASKS=2, SLURM_JOB_ID=job, SLURM_STEP_NUM_NODES=1)
+        monkeypatch.setattr(os, "environ", fake)
+        parallel.slurm_to_torchrun_env()
+        ports.append(int(fake["MASTER_PORT"]))
+        assert fake["MASTER_ADDR"] == "127.0.0.1"  # a one-node step rendezvouses on its node
+    assert ports == [20123, 20123, 37777] and all(1024 < p < 65536 for p in ports)
+    fake = _slurm_env(SLURM_PROCID=0, SLURM_NTASKS=2, SLURM_JOB_ID="5", MASTER_PORT="4000", SLURM_STEP_NUM_NODES=2)
+    monkeypatch.setattr(os, "environ", fake)
+    parallel.slurm_to_torchrun_env()
+    assert fake["MASTER_PORT"] == "4000" and "MASTER_ADDR" not in fake  # what the user set wins
+
+
+@pytest.mark.parametrize("answers, expected", [([True, True, True], "nccl"), ([True, False, True], "gloo"),
+                                               ([False, False], "gloo")])
+def test_ranks_agree_on_the_backend(answers, expected):
+    """Uneven nodes (one rank would have to share a GPU) give every rank gloo, not a mix."""
+    import threading
+
+    import torch.distributed as dist
+    from tssm import parallel
+
+    store, got = dist.HashStore(), {}
+
+    def rank_main(r):
+        got[r] = parallel.agree_on_backend(store, r, len(answers), answers[r])
+
+    threads = [threading.Thread(target=rank_main, args=(r,)) for r in range(len(answers))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert got == {r: expected for r in range(len(answers))}
+
+
+def test_threads_follow_the_cpu_affinity(monkeypatch):
+    from tssm import parallel
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    monkeypatch.setattr(os, "environ", {"LOCAL_WORLD_SIZE": "2"})
+    assert parallel.local_threads(4) == 4  # 8 cores given by SLURM, 2 ranks on this node
+    monkeypatch.setattr(os, "environ", {})
+    assert parallel.local_threads(3) == 2 and parallel.local_threads(16) == 1
 
 
 @pytest.mark.parametrize("env, expected", [
@@ -107,8 +171,13 @@ def test_backend_and_device_under_srun(monkeypatch, env, gpus, device, backend, 
     monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
     monkeypatch.setattr(torch.cuda, "set_device", lambda d: None)
     seen = {}
+    store = parallel.dist.HashStore()
+    for r in range(int(env["SLURM_NTASKS"])):  # the other ranks could each have a GPU of their own
+        store.set(f"tssm/0/nccl_ok/{r}", "1")
+    monkeypatch.setattr(parallel.dist, "rendezvous", lambda url, rank, world, **kw: iter([(store, rank, world)]))
     monkeypatch.setattr(parallel.dist, "is_initialized", lambda: False)
     monkeypatch.setattr(parallel.dist, "init_process_group", lambda b, **kw: seen.setdefault("backend", b))
+    monkeypatch.setattr(parallel.dist, "get_backend", lambda: seen["backend"])
     monkeypatch.setattr(parallel.dist, "get_world_size", lambda: int(env["SLURM_NTASKS"]))
     rank, world, d, comm = parallel.init_distributed(device, 5.0)
     assert (rank, world) == (int(env["SLURM_PROCID"]), int(env["SLURM_NTASKS"]))

@@ -134,7 +134,7 @@ DEFAULT_LR = {"sgd": 0.01, "adam": 0.001}
 #: Fields of RunConfig that do not change the numbers (where a run goes, how it is recorded). The
 #: data's *content* does: the run identity hashes it (``data_identity``), never its path.
 RECORDING = ("data_root", "download", "threads", "out", "tracking_uri", "experiment", "mlflow", "checkpoint", "tags",
-             "tuned_file")
+             "tuned_file", "checkpoint_every")
 #: Execution knobs that never change the numbers (how long a rank waits for a peer).
 EXECUTION_ONLY = ("dist_timeout",)
 
@@ -196,13 +196,19 @@ class RunConfig:
     eval_every: int = option(1, group="execution", minimum=1,
                              help="full train/test metrics every k epochs and at the last (timing is recorded every epoch; a run with a safeguard evaluates every epoch)")
     dist_timeout: float = option(300.0, group="execution", positive=True, help="seconds a rank waits for a peer before giving up")
+    tf32: bool = option(False, group="execution",
+                        help="CUDA: float32 matrix products and convolutions in TF32 (faster on Ampere and later, "
+                             "about 1e-3 relative rounding); false: true float32 (CPU: no effect)")
     # recording
     out: str = option("results/runs/default", group="tracking", help="run folder (metrics.csv, run.json, checkpoints)")
     tracking_uri: str | None = option(None, group="tracking",
                                       help="MLflow tracking URI (null: $MLFLOW_TRACKING_URI, else sqlite:///results/mlflow.db)")
     experiment: str = option("tssm", group="tracking", help="MLflow experiment")
     mlflow: bool = option(True, group="tracking", help="record the run in MLflow")
-    checkpoint: bool = option(True, group="tracking", help="checkpoint every epoch and resume from it")
+    checkpoint: bool = option(True, group="tracking", help="checkpoint every checkpoint_every epochs and resume from it")
+    checkpoint_every: int = option(1, group="tracking", minimum=1,
+                                   help="epochs between checkpoints (also at a stop by signal); larger for big "
+                                        "auxiliary state on slow shared disks (a requeued job reruns up to this many - 1)")
     tags: dict[str, str] = option(group="tracking", factory=dict, help="extra MLflow tags")
     # the chosen method's section (its Settings dataclass); filled from flat keys by from_dict
     settings: MethodSettings | None = field(default=None, repr=False)

@@ -5,18 +5,24 @@
 rank, or a contiguous group when there are more stages than ranks) and carries messages
 between ranks with point-to-point ``isend``/``irecv``. Both run a solver's phases the same
 way: for each phase, for each stage held, in stage order; sends never block, receives do,
-and a solver's phases are ordered so that every receive is matched by an earlier send.
+and a solver's phases are ordered so that every receive is matched by an earlier send, and
+(NCCL: one ordered stream per pair of ranks, a large send completes only once its receive is
+posted) so that two neighbours never both send to each other first (tests/test_nccl_order.py).
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import datetime
 import os
+import re
+import socket
 import sys
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Protocol
 
 import torch
@@ -25,6 +31,12 @@ import torch.distributed as dist
 from .errors import DistributedError
 from .solvers import Phase, Stage
 from .split import group_sizes
+
+
+def _sync(device: torch.device) -> None:
+    """Wait for the kernels queued on ``device`` (CUDA); nothing elsewhere."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 class Executor(Protocol):
@@ -53,16 +65,50 @@ class Executor(Protocol):
     def close(self) -> None: ...
 
 
+class Pending:
+    """A posted receive: ``wait()`` gives its tensor (once fetched, kept)."""
+
+    def __init__(self, fetch):
+        self._fetch, self._value = fetch, None
+
+    def wait(self) -> torch.Tensor:
+        if self._fetch is not None:
+            self._value, self._fetch = self._fetch(), None
+        return self._value
+
+
 class LocalMailbox:
     """Messages between stages of one process: a FIFO queue per (src, dst) pair."""
 
     def __init__(self):
         self._queues: dict[tuple[int, int], collections.deque] = collections.defaultdict(collections.deque)
+        self._posted: dict[tuple[int, int], collections.deque[Pending]] = collections.defaultdict(collections.deque)
 
     def send(self, src: int, dst: int, tensor: torch.Tensor) -> None:
         self._queues[(src, dst)].append(tensor)
 
     def recv(self, src: int, dst: int, shape: tuple[int, ...]) -> torch.Tensor:
+        self._settle(src, dst, None)
+        return self._pop(src, dst, shape)
+
+    def post_recv(self, src: int, dst: int, shape: tuple[int, ...]) -> Pending:
+        """Within a process a receive needs no posting: the message is taken at ``wait()``,
+        after any receive on the pair posted before it (the order of the sends)."""
+        pending = Pending(lambda: self._pop(src, dst, shape))
+        self._posted[(src, dst)].append(pending)
+        return Pending(lambda: self._settle(src, dst, pending))
+
+    def _settle(self, src: int, dst: int, upto: Pending | None) -> torch.Tensor | None:
+        """Fetch the receives posted on the pair, oldest first, up to ``upto`` (None: all)."""
+        posted = self._posted[(src, dst)]
+        while posted:
+            p = posted.popleft()
+            value = p.wait()
+            if p is upto:
+                return value
+        return upto.wait() if upto is not None else None
+
+    def _pop(self, src: int, dst: int, shape: tuple[int, ...]) -> torch.Tensor:
         q = self._queues[(src, dst)]
         if not q:
             raise RuntimeError(f"stage {dst} expects a message from stage {src} that was never sent (phase order bug)")
@@ -72,7 +118,7 @@ class LocalMailbox:
         return t
 
     def pending(self) -> int:
-        return sum(len(q) for q in self._queues.values())
+        return sum(len(q) for q in self._queues.values()) + sum(len(p) for p in self._posted.values())
 
 
 class SerialExecutor:
@@ -146,7 +192,7 @@ class DistMailbox(LocalMailbox):
         t = tensor.detach().to(self.comm_device).contiguous()
         peer = self.owner[dst]
         try:
-            self._inflight.append((dist.isend(t, peer), t, peer))
+            self._inflight.append((self._isend(t, peer), t, peer))
         except Exception as e:
             raise self._lost(peer, e) from None
         while self._inflight and self._inflight[0][0].is_completed():
@@ -155,25 +201,45 @@ class DistMailbox(LocalMailbox):
             self._wait(*self._inflight.popleft())
 
     def _wait(self, work: dist.Work, tensor: torch.Tensor, peer: int) -> None:
-        """Block on one exchange with ``peer`` (timed as waiting; a timeout means a lost rank)."""
+        """Block on one exchange with ``peer`` (timed as waiting; a timeout means a lost rank).
+
+        On CUDA the rank's own queued kernels finish before the clock starts, and the clock
+        stops when the message is in memory (NCCL's ``wait`` only orders streams): what is
+        timed is the wait for the peer, not this rank's compute."""
+        _sync(self.device)
         t0 = time.perf_counter()
         try:
             work.wait(self.timeout)
+            _sync(self.comm_device)
         except Exception as e:
             raise self._lost(peer, e) from None
         self.wait_s += time.perf_counter() - t0
 
     def recv(self, src: int, dst: int, shape: tuple[int, ...]) -> torch.Tensor:
+        return self.post_recv(src, dst, shape).wait()
+
+    def post_recv(self, src: int, dst: int, shape: tuple[int, ...]) -> Pending:
+        """``irecv`` now: later sends to the same rank queue behind it on NCCL's stream."""
         if self.owner[src] == self.rank:
-            return super().recv(src, dst, shape)
+            return super().post_recv(src, dst, shape)
         t = torch.empty(shape, device=self.comm_device, dtype=self.dtype)
         peer = self.owner[src]
         try:
-            work = dist.irecv(t, peer)
+            work = self._irecv(t, peer)
         except Exception as e:
             raise self._lost(peer, e) from None
-        self._wait(work, t, peer)
-        return t.to(self.device)
+
+        def fetch() -> torch.Tensor:
+            self._wait(work, t, peer)
+            return t.to(self.device)
+        return Pending(fetch)
+
+    # -- the transport (torch.distributed; tests/test_nccl_order.py puts a model of NCCL here)
+    def _isend(self, tensor: torch.Tensor, peer: int) -> dist.Work:
+        return dist.isend(tensor, peer)
+
+    def _irecv(self, tensor: torch.Tensor, peer: int) -> dist.Work:
+        return dist.irecv(tensor, peer)
 
     def flush(self) -> None:
         """Wait until every send has been received (end of an epoch, evaluation)."""
@@ -193,12 +259,23 @@ class DistMailbox(LocalMailbox):
         )
 
 
+def add_up(gathered: Sequence[dict[str, float]]) -> dict[str, float]:
+    """The ranks' figures added up key by key (a key one rank alone reports keeps its value)."""
+    out: dict[str, float] = {}
+    for d in gathered:
+        for k, v in d.items():
+            out[k] = out.get(k, 0.0) + v
+    return out
+
+
 class DistributedExecutor(SerialExecutor):
     """The stages of this rank; messages to other ranks' stages go through torch.distributed."""
 
     def __init__(self, stages: Sequence[Stage], owner: list[int], device: torch.device, timeout_s: float = 300.0,
-                 comm_device: torch.device | None = None, dtype: torch.dtype = torch.float32):
-        self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
+                 comm_device: torch.device | None = None, dtype: torch.dtype = torch.float32, *,
+                 rank: int | None = None, world_size: int | None = None):
+        self.rank = dist.get_rank() if rank is None else rank
+        self.world_size = dist.get_world_size() if world_size is None else world_size
         self.is_main = self.rank == 0
         self.owner = owner
         self.device = device
@@ -215,24 +292,19 @@ class DistributedExecutor(SerialExecutor):
         return {f"wait_s_r{self.rank}": w}
 
     def all_sum(self, values: dict[str, float]) -> dict[str, float]:
-        gathered: list[dict[str, float]] = [{} for _ in range(self.world_size)]
-        try:
-            dist.all_gather_object(gathered, values)
-        except Exception as e:
-            raise self.box._lost(None, e) from None
-        out: dict[str, float] = {}
-        for d in gathered:
-            for k, v in d.items():
-                out[k] = out.get(k, 0.0) + v
-        return out
+        return add_up(self._gather(values))
 
     def all_true(self, flag: bool) -> bool:
-        t = torch.tensor([0.0 if flag else 1.0], device=self.box.comm_device)
+        return all(self._gather(bool(flag)))
+
+    def _gather(self, obj: object) -> list:
+        """Every rank's ``obj``, in rank order, on every rank (a collective)."""
+        gathered: list = [None] * self.world_size
         try:
-            dist.all_reduce(t)
+            dist.all_gather_object(gathered, obj)
         except Exception as e:
             raise self.box._lost(None, e) from None
-        return t.item() == 0.0
+        return gathered
 
     def close(self) -> None:
         try:
@@ -241,62 +313,166 @@ class DistributedExecutor(SerialExecutor):
             pass
 
 
+#: SLURM_STEP_ID values that are not an ``srun`` step: the batch script, the extern step,
+#: the interactive step (a shell from ``salloc``) and the pending placeholder.
+_NOT_A_STEP = {"4294967290", "4294967291", "4294967292", "4294967293", "4294967294", "4294967295",
+               "batch", "extern", "interactive"}
+
+
+def in_srun_step(env=None) -> bool:
+    """Whether this process is a task of an ``srun`` step (not a plain command in the batch
+    script or an ``salloc`` shell, where SLURM_PROCID/SLURM_NTASKS describe the allocation and
+    no other task will ever start)."""
+    env = os.environ if env is None else env
+    step = env.get("SLURM_STEP_ID", env.get("SLURM_STEPID"))
+    return "SLURM_PROCID" in env and step is not None and step not in _NOT_A_STEP
+
+
 def slurm_to_torchrun_env() -> None:
     """Under ``srun`` without torchrun, take rank, world size and the ranks on this node from
-    SLURM's variables (torchrun sets them itself).
+    SLURM's variables (torchrun sets them itself); outside an ``srun`` step nothing is mapped,
+    so ``python -m tssm train`` in a ``--ntasks=4`` batch script runs alone instead of waiting
+    for three ranks that never start.
 
-    LOCAL_WORLD_SIZE is this node's task count: init_distributed compares it with the GPUs
-    it sees to choose NCCL (a GPU per rank) or gloo (ranks sharing GPUs), so 2 nodes x 1 GPU
-    must read 1, not the world size. The count comes from the step's SLURM_STEP_TASKS_PER_NODE
-    (else the job's SLURM_TASKS_PER_NODE), a list over the nodes in SLURM's compressed form
-    ("2(x3),1": three nodes with 2 tasks, then one with 1), indexed by SLURM_NODEID; a plain
-    SLURM_NTASKS_PER_NODE is used when neither is set.
+    LOCAL_WORLD_SIZE is this node's task count (what the GPUs are shared by). The count comes
+    from the step's SLURM_STEP_TASKS_PER_NODE (else the job's SLURM_TASKS_PER_NODE), a list over
+    the nodes in SLURM's compressed form ("2(x3),1": three nodes with 2 tasks, then one with 1),
+    indexed by SLURM_NODEID; a plain SLURM_NTASKS_PER_NODE is used when neither is set.
+    MASTER_PORT, when unset, comes from the job id (jobs sharing a node get different ports);
+    MASTER_ADDR, when unset and the step is on one node, is this node.
     """
-    if "RANK" not in os.environ and "SLURM_PROCID" in os.environ:
-        env = os.environ
-        env["RANK"] = env["SLURM_PROCID"]
-        env["WORLD_SIZE"] = env.get("SLURM_STEP_NUM_TASKS") or env["SLURM_NTASKS"]
-        env["LOCAL_RANK"] = env.get("SLURM_LOCALID", "0")
-        per_node: list[int] = []
-        spec = env.get("SLURM_STEP_TASKS_PER_NODE") or env.get("SLURM_TASKS_PER_NODE") or ""
-        for part in filter(None, spec.split(",")):
-            count, _, repeat = part.partition("(x")
-            try:
-                per_node += [int(count)] * (int(repeat.rstrip(")")) if repeat else 1)
-            except ValueError:
-                per_node = []
-                break
-        node = int(env.get("SLURM_NODEID", "0"))
-        if node < len(per_node):
-            env["LOCAL_WORLD_SIZE"] = str(per_node[node])
-        elif env.get("SLURM_NTASKS_PER_NODE", "").isdigit():
-            env["LOCAL_WORLD_SIZE"] = env["SLURM_NTASKS_PER_NODE"]
-        env.setdefault("MASTER_PORT", "29500")
+    env = os.environ
+    if "RANK" in env or not in_srun_step(env):
+        return
+    env["RANK"] = env["SLURM_PROCID"]
+    env["WORLD_SIZE"] = env.get("SLURM_STEP_NUM_TASKS") or env["SLURM_NTASKS"]
+    env["LOCAL_RANK"] = env.get("SLURM_LOCALID", "0")
+    per_node: list[int] = []
+    spec = env.get("SLURM_STEP_TASKS_PER_NODE") or env.get("SLURM_TASKS_PER_NODE") or ""
+    for part in filter(None, spec.split(",")):
+        count, _, repeat = part.partition("(x")
+        try:
+            per_node += [int(count)] * (int(repeat.rstrip(")")) if repeat else 1)
+        except ValueError:
+            per_node = []
+            break
+    node = int(env.get("SLURM_NODEID", "0"))
+    if node < len(per_node):
+        env["LOCAL_WORLD_SIZE"] = str(per_node[node])
+    elif env.get("SLURM_NTASKS_PER_NODE", "").isdigit():
+        env["LOCAL_WORLD_SIZE"] = env["SLURM_NTASKS_PER_NODE"]
+    env.setdefault("MASTER_PORT", str(port_of_job(env.get("SLURM_JOB_ID"))))
+    if "MASTER_ADDR" not in env and (env.get("SLURM_STEP_NUM_NODES") or env.get("SLURM_NNODES")) == "1":
+        env["MASTER_ADDR"] = "127.0.0.1"
+
+
+def port_of_job(job_id: str | None) -> int:
+    """A rendezvous port from the SLURM job id (20000-39999; 29500 without one)."""
+    return 20000 + int(job_id) % 20000 if job_id and job_id.isdigit() else 29500
+
+
+def local_threads(world: int) -> int:
+    """CPU threads per rank: the cores this process may run on (SLURM's and taskset's CPU
+    affinity, not the machine's count) divided by the ranks on this node."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    local = int(os.environ.get("LOCAL_WORLD_SIZE") or world)
+    return max(1, cores // max(1, local))
 
 
 def init_distributed(device: str, timeout_s: float) -> tuple[int, int, torch.device, torch.device]:
     """Join the process group torchrun (or srun) set up.
 
     Returns (rank, world size, compute device, communication device). NCCL needs one GPU per
-    rank; when ranks must share GPUs, messages go through gloo via host memory instead.
+    rank; when the ranks of any node must share GPUs, every rank uses gloo via host memory
+    instead: the ranks agree on the backend through the rendezvous store before the process
+    group starts (each rank alone would pick NCCL on some nodes and gloo on others, and hang).
     """
     slurm_to_torchrun_env()
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise DistributedError("device cuda asked for, but no CUDA GPU is visible; use --device cpu")
+            raise DistributedError(f"rank {rank}: device cuda asked for, but no CUDA GPU is visible: "
+                                   f"{cuda_unavailable_reason()}")
         gpus = torch.cuda.device_count()
         dev = torch.device("cuda", local_rank % gpus)
         torch.cuda.set_device(dev)
         local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
-        backend, comm = ("nccl", dev) if local_world <= gpus else ("gloo", torch.device("cpu"))
+        wants_nccl = local_world <= gpus
     else:
-        dev = comm = torch.device("cpu")
-        backend = "gloo"
+        dev = torch.device("cpu")
+        wants_nccl = False
     if not dist.is_initialized():
-        join_process_group(backend, rank, timeout_s)
+        # A lost peer under NCCL raises in wait() (recorded as a failed run) instead of the
+        # watchdog aborting the process.
+        os.environ.setdefault("TORCH_NCCL_ASYNC_ERROR_HANDLING", "2")
+        os.environ.setdefault("TORCH_NCCL_BLOCKING_WAIT", "1")
+        join_process_group(wants_nccl, rank, world, timeout_s)
+    comm = dev if dist.get_backend() == "nccl" else torch.device("cpu")
     return rank, dist.get_world_size(), dev, comm
+
+
+def agree_on_backend(store: dist.Store, rank: int, world: int, wants_nccl: bool) -> str:
+    """NCCL if every rank can have a GPU of its own, else gloo: each rank posts its answer in
+    the store and reads everyone's, so all compute the same backend."""
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")  # torchrun's store outlives a restart
+    store.set(f"tssm/{attempt}/nccl_ok/{rank}", "1" if wants_nccl else "0")
+    keys = [f"tssm/{attempt}/nccl_ok/{r}" for r in range(world)]
+    store.wait(keys)
+    return "nccl" if all(store.get(k) == b"1" for k in keys) else "gloo"
+
+
+def close_distributed() -> None:
+    """Destroy the process group (at the end of a run: NCCL's communicators are freed and
+    torch warns no more about a group left behind)."""
+    if dist.is_available() and dist.is_initialized():
+        with contextlib.suppress(Exception):
+            dist.destroy_process_group()
+
+
+def cuda_unavailable_reason() -> str:
+    """Why ``torch.cuda.is_available()`` is false, and what fixes it (docs/gpu.md)."""
+    build = torch.version.cuda
+    if build is None:
+        return ("this torch is a CPU-only build (torch.version.cuda is None); install a CUDA build "
+                "(docs/gpu.md)")
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) == "":
+        return "CUDA_VISIBLE_DEVICES is empty: no GPU is visible to this process"
+    driver = driver_version()
+    if driver is None:
+        return ("no NVIDIA driver is loaded here (no /proc/driver/nvidia/version): not a GPU node, or the driver "
+                "is not installed; run with --device cpu")
+    return (f"torch {torch.__version__} is built for CUDA {build}, and the NVIDIA driver here ({driver}) does not "
+            f"run it (nvidia-smi shows the newest CUDA version a driver supports); "
+            f"install the torch build for that CUDA version, e.g. pip install torch=={torch.__version__.split('+')[0]} "
+            f"--index-url https://download.pytorch.org/whl/cu126 (docs/gpu.md), or run with --device cpu")
+
+
+def driver_version() -> str | None:
+    """The NVIDIA kernel driver's version (Linux: /proc/driver/nvidia/version), else None."""
+    try:
+        text = Path("/proc/driver/nvidia/version").read_text()
+    except OSError:
+        return None
+    m = re.search(r"Kernel Module(?: for \w+)?\s+([\d.]+)", text)
+    return m.group(1) if m else None
+
+
+def cuda_record(device: torch.device) -> dict[str, object]:
+    """What this rank's CUDA stack is (run.json, per rank): the driver, the CUDA, NCCL and cuDNN
+    versions torch was built with, the visible devices and the one used."""
+    rec: dict[str, object] = {"host": socket.gethostname(), "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+                              "torch_cuda": torch.version.cuda, "driver": driver_version()}
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        rec.update(gpu=props.name, gpu_memory_gib=round(props.total_memory / 2**30, 1), device=str(device),
+                   gpus_visible=torch.cuda.device_count(), cudnn=torch.backends.cudnn.version(),
+                   nccl=".".join(map(str, torch.cuda.nccl.version())) if dist.is_nccl_available() else None,
+                   tf32_matmul=torch.backends.cuda.matmul.allow_tf32, tf32_cudnn=torch.backends.cudnn.allow_tf32)
+    return rec
 
 
 def comm_record(comm_device: torch.device) -> dict[str, object]:
@@ -321,8 +497,9 @@ def _join_error(rank: int, timeout_s: float, cause: str) -> str:
             f"dist_timeout={timeout_s:g}s ({cause}); check {check}")
 
 
-def join_process_group(backend: str, rank: int, timeout_s: float) -> None:
-    """``init_process_group`` that ends within about ``timeout_s``.
+def join_process_group(wants_nccl: bool, rank: int, world: int, timeout_s: float) -> None:
+    """Rendezvous (torch's ``env://``: torchrun's store, or MASTER_ADDR/MASTER_PORT), agree on
+    the backend, then ``init_process_group``; all of it ends within about ``timeout_s``.
 
     torch's own timeout does not cover every wait: a rank whose MASTER_PORT is held by a
     program that accepts connections but is not rank 0's store blocks in the store's handshake
@@ -336,13 +513,29 @@ def join_process_group(backend: str, rank: int, timeout_s: float) -> None:
     watchdog = threading.Timer(timeout_s + JOIN_GRACE_S, give_up)
     watchdog.daemon = True
     watchdog.start()
+    timeout = datetime.timedelta(seconds=timeout_s)
     try:
-        dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
+        store, rank, world = next(dist.rendezvous("env://", rank, world, timeout=timeout))
+        store.set_timeout(timeout)
+        backend = agree_on_backend(store, rank, world, wants_nccl)
+        dist.init_process_group(backend, store=store, rank=rank, world_size=world, timeout=timeout)
     except Exception as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise DistributedError(_join_error(rank, timeout_s, first)) from None
     finally:
         watchdog.cancel()
+
+
+def gather_objects(obj: object, rank: int, world: int) -> list:
+    """Every rank's ``obj`` in rank order (one process: ``[obj]``)."""
+    if world == 1:
+        return [obj]
+    gathered: list = [None] * world
+    try:
+        dist.all_gather_object(gathered, obj)
+    except Exception as e:
+        raise DistributedError(f"rank {rank} could not exchange its environment with the other ranks ({e})") from None
+    return gathered
 
 
 def agree_on_config(settings: dict, rank: int, world: int) -> None:

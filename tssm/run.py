@@ -28,7 +28,8 @@ from .data import Dataset, load_dataset
 from .errors import ConfigError, DistributedError, DivergenceError, Interrupted, exit_before_start
 from .evaluate import Evaluation, finalize
 from .models import build_model
-from .parallel import (DistributedExecutor, Executor, SerialExecutor, agree_on_config, comm_record, init_distributed,
+from .parallel import (DistributedExecutor, Executor, SerialExecutor, agree_on_config, close_distributed, comm_record,
+                       cuda_record, cuda_unavailable_reason, gather_objects, init_distributed, local_threads,
                        slurm_to_torchrun_env, stage_owner)
 from .solvers import Solver, Stage, make_solver
 from .rundir import RunFolder, RunFolderError
@@ -40,8 +41,15 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} asked for, but no CUDA GPU is visible here; use --device cpu (or auto)")
+        raise ConfigError(f"device {name!r} asked for, but no CUDA GPU is visible: {cuda_unavailable_reason()}")
     return torch.device(name)
+
+
+def set_tf32(enabled: bool) -> None:
+    """TF32 for CUDA float32 matrix products and cuDNN convolutions, both as asked (torch's
+    defaults differ: matmul off, convolutions on, so a "float32" CNN would not be float32)."""
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    torch.backends.cudnn.allow_tf32 = enabled
 
 
 @dataclass
@@ -98,6 +106,7 @@ def _sync(device: torch.device) -> None:
 
 
 _RSS_BASE_KB: float = 0.0  # the process's RSS when the training's own memory starts counting
+_CUDA_BASE: float = 0.0  # bytes allocated on the GPU then (data and model)
 
 
 def _proc_status_kb(field: str) -> float | None:
@@ -124,7 +133,7 @@ def _release_free_heap() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
-def reset_peak_memory() -> None:
+def reset_peak_memory(device: torch.device | None = None) -> None:
     """Start counting the training's own memory here: after the data and the model are loaded,
     before the solver allocates its state (auxiliary variables, optimizer state). The kernel's
     peak-RSS mark is reset (/proc/self/clear_refs "5"), so a transient peak of loading the data
@@ -137,15 +146,21 @@ def reset_peak_memory() -> None:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
     _RSS_BASE_KB = _proc_status_kb("VmRSS") or 0.0
+    if device is not None and device.type == "cuda":  # the same definition on the GPU
+        global _CUDA_BASE
+        _sync(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        _CUDA_BASE = torch.cuda.memory_allocated(device)
 
 
 def peak_memory_mb(device: torch.device) -> float:
-    """The training's own peak memory. CUDA: the caching allocator's peak (torch's own count).
-    CPU: the peak resident size since reset_peak_memory minus the resident size then (torch's
-    CPU allocator keeps no statistics, and tracemalloc does not see torch's allocations): what
-    the solver's state, the activations and the optimizer added on top of the data and model."""
+    """The training's own peak memory: what the solver's state, the activations and the optimizer
+    added on top of the data and model. CUDA: the allocator's peak since reset_peak_memory minus
+    what was allocated then (torch's own count). CPU: the peak resident size since
+    reset_peak_memory minus the resident size then (torch's CPU allocator keeps no statistics,
+    and tracemalloc does not see torch's allocations)."""
     if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
+        return max(0.0, torch.cuda.max_memory_allocated(device) - _CUDA_BASE) / 2**20
     return max(0.0, peak_rss_kb() - _RSS_BASE_KB) / 1024
 
 
@@ -218,10 +233,15 @@ def train(cfg: RunConfig, *, progress: bool = True, overwrite: bool = False) -> 
         done = claim_folder(session, folder, overwrite)
         if done:
             session.executor.close()
-            return {**json.loads((Path(cfg.out) / "run.json").read_text()), "nothing_to_do": done}
-        return train_claimed(session, progress)
+            result = {**json.loads((Path(cfg.out) / "run.json").read_text()), "nothing_to_do": done}
+        else:
+            result = train_claimed(session, progress)
     finally:
         folder.release()
+    # the process group goes with a run that ended normally (after a failure the process exits:
+    # NCCL's teardown can block on a lost peer)
+    close_distributed()
+    return result
 
 
 def train_claimed(session: Session, progress: bool) -> dict[str, Any]:
@@ -246,6 +266,8 @@ def train_claimed(session: Session, progress: bool) -> dict[str, Any]:
                 row = train_epoch(session, state, epoch)
                 bar.update(epoch, row)
                 if not ex.all_true(stop.signum is None):
+                    if epoch % cfg.checkpoint_every:
+                        checkpoint(session, state)  # a stop keeps every finished epoch
                     raise Interrupted(f"stopped by signal {stop.signum} after epoch {epoch}; rerun to resume")
         except DivergenceError as e:
             status, reason = "diverged", e.at_epoch(epoch)
@@ -273,8 +295,13 @@ def start(cfg: RunConfig) -> Session:
         comm = comm_record(comm_device)
     else:
         rank, world, device = 0, 1, resolve_device(cfg.device)
-    threads = cfg.threads or max(1, (os.cpu_count() or 1) // world)
+    threads = cfg.threads or local_threads(world)
     torch.set_num_threads(threads)
+    set_tf32(cfg.tf32)
+    # each rank's CUDA stack and devices, gathered on rank 0 (run.json's environment)
+    ranks = gather_objects(cuda_record(device), rank, world)
+    if device.type == "cuda" or world > 1:
+        comm = {**(comm or {}), "tf32": cfg.tf32, "ranks": ranks}
     # set_flush_denormal answers False where the CPU cannot flush (then IEEE underflow, as before)
     flushing = torch.set_flush_denormal(cfg.flush_denormal) and cfg.flush_denormal
     torch.manual_seed(cfg.seed)
@@ -286,7 +313,7 @@ def start(cfg: RunConfig) -> Session:
     problem = build_problem(cfg, device)
     if world > 1:  # the same data on every rank: its content is part of the run's identity
         agree_on_config({"data_identity": problem.data.identity}, rank, world)
-    reset_peak_memory()
+    reset_peak_memory(device)
     stages = build_stages(cfg, problem)
     solver = make_solver(cfg, problem.data.x_train, problem.data.y_train)
     # Check every step's loss where that is free (one CPU process); otherwise once per epoch.
@@ -371,7 +398,7 @@ def train_epoch(s: Session, state: TrainState, epoch: int) -> dict[str, float]:
     safeguard = s.solver.safeguard()
     snapshot = [{k: v.clone() for k, v in st.net.state_dict().items()} for st in ex.stages] if safeguard else None
     epoch_time = run_epoch_steps(s, epoch)
-    waits = ex.take_wait()
+    waits = {**ex.take_wait(), **rank_figures(s, epoch_time)}
     # the safeguard reads every epoch's training loss (as the demo computes it): those runs
     # evaluate every epoch whatever eval_every says
     if epoch % cfg.eval_every == 0 or epoch == cfg.epochs or safeguard:
@@ -388,13 +415,14 @@ def train_epoch(s: Session, state: TrainState, epoch: int) -> dict[str, float]:
             st.net.load_state_dict(snap)
         restored = 1.0
         epoch_time += time.perf_counter() - t2
-        metrics, _ = evaluate(s.solver, ex, data, waits)
+        metrics, _ = evaluate(s.solver, ex, data, {**waits, **rank_figures(s, epoch_time)})
+    epoch_time, peak = slowest_rank(metrics, epoch_time, peak_memory_mb(s.device))
     state.train_clock += epoch_time
     row = {
         "epoch": epoch, **metrics,
         "train_time_s": state.train_clock, "epoch_time_s": epoch_time, "eval_time_s": eval_time,
         "samples_per_s": s.solver.M / epoch_time if epoch_time > 0 else float("nan"),
-        "peak_mem_mb": peak_memory_mb(s.device), "peak_rss_mb": peak_rss_mb(), "restored": restored,
+        "peak_mem_mb": peak, "peak_rss_mb": peak_rss_mb(), "restored": restored,
     }
     bad = _finite_state(s.solver, ex.stages, row)
     if not ex.all_true(bad is None) and bad is None:
@@ -403,10 +431,34 @@ def train_epoch(s: Session, state: TrainState, epoch: int) -> dict[str, float]:
     if bad:
         raise DivergenceError(f"run diverged at epoch {epoch}: {bad}", epoch=epoch)
     state.epoch = epoch
-    if cfg.checkpoint:
-        save_checkpoint(s.ckpt_path, cfg, state, ex.stages, s.solver)
-    publish(s)
+    if epoch % cfg.checkpoint_every == 0 or not cfg.checkpoint:
+        checkpoint(s, state)
     return row
+
+
+def checkpoint(s: Session, state: TrainState) -> None:
+    """Save the state after ``state.epoch`` (if the run checkpoints), then hand MLflow the epochs
+    the checkpoint now holds (see :func:`publish`)."""
+    if s.cfg.checkpoint:
+        save_checkpoint(s.ckpt_path, s.cfg, state, s.executor.stages, s.solver)
+    publish(s)
+
+
+def rank_figures(s: Session, epoch_time: float) -> dict[str, float]:
+    """This rank's epoch seconds and peak memory, to be gathered with the epoch's metrics (one
+    reduction per epoch); none in one process."""
+    if s.executor.world_size == 1:
+        return {}
+    r = s.executor.rank
+    return {f"epoch_time_s_r{r}": epoch_time, f"peak_mem_mb_r{r}": peak_memory_mb(s.device)}
+
+
+def slowest_rank(metrics: dict[str, float], epoch_time: float, peak: float) -> tuple[float, float]:
+    """The epoch's time as the slowest rank's (what a distributed epoch costs) and the peak
+    memory as the largest rank's; ``peak_mem_mb_r<rank>`` stay in the row, the per-rank times go."""
+    times = [metrics.pop(k) for k in [k for k in metrics if k.startswith("epoch_time_s_r")]]
+    peaks = [v for k, v in metrics.items() if k.startswith("peak_mem_mb_r")]
+    return max(times or [epoch_time]), max(peaks or [peak])
 
 
 def record_epoch(s: Session, state: TrainState, row: dict[str, float]) -> None:

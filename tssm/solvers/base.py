@@ -75,12 +75,26 @@ class TSSMSettings(WStepSettings):
                                      help="epoch schedule: restore the epoch's weights if the training loss rose by more than this")
 
 
+class PendingRecv(Protocol):
+    def wait(self) -> torch.Tensor: ...
+
+
 class Mailbox(Protocol):
-    """Point-to-point exchange between stages (by stage index, not rank)."""
+    """Point-to-point exchange between stages (by stage index, not rank).
+
+    Messages between two stages arrive in the order they were sent. Under NCCL a send
+    completes only once the peer has posted the matching receive, and a pair of ranks shares
+    one ordered stream: a phase that must send to a neighbour before it reads a message from
+    that neighbour which was sent earlier posts that receive first (``post_recv``), else the
+    two ranks can wait on each other (tests/test_nccl_order.py checks every method).
+    """
 
     def send(self, src: int, dst: int, tensor: torch.Tensor) -> None: ...
 
     def recv(self, src: int, dst: int, shape: tuple[int, ...]) -> torch.Tensor: ...
+
+    def post_recv(self, src: int, dst: int, shape: tuple[int, ...]) -> PendingRecv:
+        """Post a receive now, read it later with ``.wait()``."""
 
 
 @dataclass

@@ -3,19 +3,27 @@
 Stage ``l`` owns its weights, its input ``p_l`` (l > 1), and the output ``q_l`` and dual
 ``u_l`` of the cut after it. One step ``k`` on minibatch rows ``s_k``, as one phase:
 
+0. post the receive of ``p_{l+1}[s_{k-1}]``, which stage l+1 sent in step k-1 (see below);
 1. send ``q_l[s_k], u_l[s_k]`` to stage l+1 (one message);
 2. W-step (Eq. 2/3);
 3. p-step of ``p_l[s_k]`` (Eq. 4), with ``q_{l-1}[s_k], u_{l-1}[s_k]`` from stage l-1; send the
    new ``p_l[s_k]`` back to it;
 4. ``f_l(W_l, p_l)[s_k]`` for the q-step (local: new weights and new ``p_l``);
-5. the q-step (Eq. 5, closed form) and dual step (Eq. 6) *of step k-1*, with
-   ``p_{l+1}[s_{k-1}]`` that stage l+1 sent one step earlier.
+5. the q-step (Eq. 5, closed form) and dual step (Eq. 6) *of step k-1*, with the
+   ``p_{l+1}[s_{k-1}]`` received in 0.
 
 Deferring 5 by one step changes nothing: the minibatches of an epoch are disjoint, so step
 k reads no row that the q/u update of step k-1 writes, and the last update of an epoch runs
 at its end (``flush_phases``). What it buys is parallelism: no rank ever waits for a message
 sent in the same step, so neighbouring subnetworks compute at the same time instead of
 taking turns.
+
+Why 0 comes first: NCCL matches the messages between two ranks in order on one stream, and a
+large send completes only once the peer has posted its receive. Stage l+1 sent ``p`` of step
+k-1 before it receives ``q, u`` of step k; if stage l sent ``q, u`` of step k before posting
+the receive of that ``p``, both ranks would be sending to each other and wait forever
+(tests/test_nccl_order.py). Posting the receive first keeps the two streams in step; it waits
+for the data only in 5, so the parallelism is unchanged, and so is the arithmetic.
 
 With ``schedule: epoch`` the minibatch steps do the W-step only and the p, q, u steps run
 once per epoch over all rows (the authors' demo).
@@ -89,6 +97,7 @@ class GsADMM(TSSMSolver):
 
     def step(self, stage: Stage, rows: torch.Tensor, box: Mailbox) -> None:
         """One minibatch step of Algorithm 1 (batch schedule); see the module docstring."""
+        p_next = self._post_p_next(stage, box)
         self._send_q_u(stage, rows, box)
         fused = self.settings.p_grad == "fused" and not stage.first
         target = self._target(stage, rows)
@@ -99,7 +108,7 @@ class GsADMM(TSSMSolver):
             self._p_step(stage, rows, box, grad)
         if not stage.last:
             f = self.output_after_step(stage, rows)
-            self.finish_deferred(stage, rows, box)
+            self._finish_deferred(stage, p_next)
             stage.scratch.update(deferred_rows=rows, deferred_f=f)
 
     def w_step_only(self, stage: Stage, rows: torch.Tensor, box: Mailbox) -> None:
@@ -112,20 +121,28 @@ class GsADMM(TSSMSolver):
             self._p_step(stage, rows, box, self.data_grad(stage, stage.state["p"][rows], self._target(stage, rows)))
 
     # -- q-step and dual step -------------------------------------------------------------
+    def _post_p_next(self, stage: Stage, box: Mailbox):
+        """The receive of ``p_{l+1}`` on the rows of the deferred q/dual step, posted (None: none deferred)."""
+        if stage.last or "deferred_rows" not in stage.scratch:
+            return None
+        return box.post_recv(stage.index + 1, stage.index, (len(stage.scratch["deferred_rows"]), *stage.out_shape))
+
+    def _finish_deferred(self, stage: Stage, p_next) -> None:
+        if p_next is not None:
+            self.q_dual_step(stage, stage.scratch.pop("deferred_rows"), stage.scratch.pop("deferred_f"), p_next.wait())
+
     def q_dual_step_now(self, stage: Stage, rows: torch.Tensor, box: Mailbox) -> None:
         """Eq. 5 then Eq. 6 on ``rows`` now (epoch schedule)."""
         if not stage.last:
-            self.q_dual_step(stage, rows, self.output_after_step(stage, rows), box)
+            f = self.output_after_step(stage, rows)
+            self.q_dual_step(stage, rows, f, box.recv(stage.index + 1, stage.index, (len(rows), *stage.out_shape)))
 
     def finish_deferred(self, stage: Stage, rows: torch.Tensor, box: Mailbox) -> None:
-        """The q/dual step the previous step deferred, if any (batch schedule; also the
-        epoch's last one, as a flush phase)."""
-        if "deferred_rows" in stage.scratch:
-            self.q_dual_step(stage, stage.scratch.pop("deferred_rows"), stage.scratch.pop("deferred_f"), box)
+        """The epoch's last deferred q/dual step (batch schedule; a flush phase)."""
+        self._finish_deferred(stage, self._post_p_next(stage, box))
 
-    def q_dual_step(self, stage: Stage, rows: torch.Tensor, f: torch.Tensor, box: Mailbox) -> None:
+    def q_dual_step(self, stage: Stage, rows: torch.Tensor, f: torch.Tensor, p_next: torch.Tensor) -> None:
         """Eq. 5 then Eq. 6 on ``rows``, with the new ``p_{l+1}[rows]`` from stage l+1."""
-        p_next = box.recv(stage.index + 1, stage.index, (len(rows), *stage.out_shape))
         q, u = stage.state["q"], stage.state["u"]
         q_new = self.q_closed_form(f, p_next, u[rows])
         u[rows] += self.settings.rho * (p_next - q_new)
