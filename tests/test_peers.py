@@ -156,3 +156,60 @@ def test_dgl_distributed_matches_serial(pipelining, n, tmp_path):
     assert rel < 1e-5, (s[cols] - d[cols]).abs().max()
     assert (d.loc[d.epoch > 0, "wait_s_r1"] >= 0).all()
 
+
+
+# ----------------------------------------------------------------------------- GPipe
+def _close_steps(ref, got, what, rtol=1e-10):
+    """float64: the micro-batch gradients add up to backprop's up to summation order."""
+    assert len(ref) == len(got)
+    for k, (a, b) in enumerate(zip(ref, got)):
+        for pa, pb in zip(a, b):
+            torch.testing.assert_close(pb, pa, rtol=rtol, atol=1e-13, msg=lambda m: f"{what}, step {k + 1}: {m}")
+    assert any(not torch.equal(p0, p1) for p0, p1 in zip(ref[0], ref[-1]))
+
+
+@pytest.mark.parametrize("opt", ["adam", "sgd"])
+@pytest.mark.parametrize("n,mb", [(1, 1), (1, 4), (3, 4)])
+def test_gpipe_equals_backprop_step_for_step_float64(opt, n, mb, digits_cfg):
+    """n = 1 and n = 3 (serial executor: the mailbox schedule), whole epoch (the ragged last
+    minibatch of 117 rows padded to 120 included), float64."""
+    ref = _trajectory(digits_cfg(method=opt, splits=1, dtype="float64"), 12)
+    got = _trajectory(digits_cfg(method="gpipe", splits=n, optimizer=opt, microbatches=mb, dtype="float64"), 12)
+    _close_steps(ref, got, f"gpipe n={n} m={mb} against {opt}")
+
+
+def test_gpipe_settings_are_checked():
+    from tssm.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="microbatches=7 must divide batch_size=120"):
+        RunConfig.from_dict(dict(method="gpipe", microbatches=7))
+    with pytest.raises(ConfigError, match="1f1b needs microbatches >= splits"):
+        RunConfig.from_dict(dict(method="gpipe", splits=3, microbatches=2, pipeline_schedule="1f1b"))
+
+
+@pytest.mark.parametrize("n,schedule", [(2, "gpipe"), pytest.param(3, "1f1b", marks=pytest.mark.slow)])
+def test_gpipe_distributed_equals_serial_float64(n, schedule, tmp_path):
+    """A rank per stage: the step is torch.distributed.pipelining's schedule (gloo); it gives the
+    serial mailbox schedule's numbers and Adam's."""
+    common = dict(dataset="digits", width=64, depth=6, epochs=2, mlflow=False, checkpoint=False, threads=1,
+                  dtype="float64")
+    train(RunConfig.from_dict({**common, "method": "adam", "out": str(tmp_path / "adam")}), progress=False)
+    p = _torchrun(n, ["--dataset", "digits", "--width", "64", "--depth", "6", "--epochs", "2", "--mlflow", "false",
+                      "--checkpoint", "false", "--threads", "1", "--no-progress", "--dtype", "float64",
+                      "--method", "gpipe", "--splits", str(n), "--microbatches", "4", "--pipeline-schedule", schedule,
+                      "--out", str(tmp_path / "dist")])
+    assert p.returncode == 0, p.stderr[-3000:]
+    a, d = pd.read_csv(tmp_path / "adam" / "metrics.csv"), pd.read_csv(tmp_path / "dist" / "metrics.csv")
+    cols = ["train_loss", "train_acc", "test_loss", "test_acc"]
+    assert len(a) == len(d) == 3
+    assert ((a[cols] - d[cols]).abs() / a[cols].abs().clip(lower=1e-8)).max().max() < 1e-9
+    assert d.train_loss.iloc[-1] < d.train_loss.iloc[0]
+
+
+def test_pipeline_benchmark_is_a_thin_caller():
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
+    from benchmarks.pipeline_parallel import translate
+
+    args = translate(["--dataset", "digits", "--splits", "2", "--eval", "test", "--microbatches", "4", "--log-steps"])
+    assert args == ["train", "--method", "gpipe", "--mlflow", "false", "--checkpoint", "false", "--no-progress",
+                    "--dataset", "digits", "--splits", "2", "--microbatches", "4"]

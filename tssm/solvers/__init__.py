@@ -27,6 +27,7 @@ REGISTRY: dict[str, str] = {
     "frozen": "backprop:Frozen",
     "dladmm": "dladmm:DLADMM",
     "dgl": "dgl:DGL",
+    "gpipe": "gpipe:GPipe",
 }
 
 
