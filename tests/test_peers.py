@@ -213,3 +213,23 @@ def test_pipeline_benchmark_is_a_thin_caller():
     args = translate(["--dataset", "digits", "--splits", "2", "--eval", "test", "--microbatches", "4", "--log-steps"])
     assert args == ["train", "--method", "gpipe", "--mlflow", "false", "--checkpoint", "false", "--no-progress",
                     "--dataset", "digits", "--splits", "2", "--microbatches", "4"]
+
+
+# ----------------------------------------------------------------------------- the comm/memory table
+def test_peers_table_counts_what_each_method_sends():
+    """At n = 2 with a cut of d features, batch B, float32: the counts the table prints are the
+    messages the solvers actually send (direction included) and the state they keep over M rows."""
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
+    from benchmarks.peers_table import measure
+
+    problem = {"dataset": "digits", "shape": (1, 8, 8), "classes": 10, "rows": 240,
+               "run": {"model": "mlp", "width": 32, "depth": 4}}
+    B, d, M, f = 40, 32, 240, 4
+    got = {m: measure(problem, m, splits=2, batch=B) for m in ("adam", "gpipe", "gsadmm", "gsam", "frozen", "dgl")}
+    sends = {m: (r["forward_B"], r["backward_B"]) for m, r in got.items()}
+    assert sends == {"adam": (0, 0), "gpipe": (B * d * f, B * d * f), "gsadmm": (2 * B * d * f, B * d * f),
+                     "gsam": (B * d * f, B * d * f), "frozen": (B * d * f, 0), "dgl": (B * d * f, 0)}
+    assert got["gpipe"]["messages"] == 2 * 4  # 4 micro-batches each way
+    assert got["gsadmm"]["state_B"] == 3 * M * d * f and got["gsam"]["state_B"] == M * d * f
+    assert got["dgl"]["extra_params"] == d * 10 + 10 and got["frozen"]["state_B"] == 0
+    assert got["adam"]["saved_B"] > got["frozen"]["saved_B"] > 0  # frozen saves nothing for its fixed first stage
