@@ -15,22 +15,14 @@ import pytest
 import torch
 
 from tssm.config import RunConfig
-from tssm.parallel import SerialExecutor
-from tssm.run import build_problem, build_stages, epoch_permutation, resume_or_initialise, start, train, train_epoch
-from tssm.solvers import make_solver
+from tssm.run import epoch_permutation, resume_or_initialise, start, train, train_epoch
 
 
 def _serial(cfg: RunConfig):
-    """Stages, solver and serial executor of ``cfg``, set up as ``train`` does."""
-    torch.manual_seed(cfg.seed)
-    problem = build_problem(cfg, torch.device("cpu"))
-    stages = build_stages(cfg, problem)
-    solver = make_solver(cfg, problem.data.x_train, problem.data.y_train)
-    ex = SerialExecutor(stages)
-    for st in stages:
-        solver.setup(st)
-    ex.run(solver.init_phases(), torch.arange(solver.M))
-    return stages, solver, ex
+    """Stages, solver and serial executor of ``cfg``, built and initialised as ``train`` does."""
+    s = start(cfg)
+    s.executor.run(s.solver.init_phases(), torch.arange(s.solver.M))
+    return s.stages, s.solver, s.executor
 
 
 def _weights(stages, solver=None) -> list[torch.Tensor]:
@@ -140,7 +132,8 @@ def _torchrun(nproc: int, args: list[str]) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120)
 
 
-@pytest.mark.parametrize("pipelining,n", [pytest.param("same_batch", 2, marks=pytest.mark.slow), ("lagged", 3)])
+@pytest.mark.slow  # torchrun: ~10 s idle, 15-30 s on a loaded machine
+@pytest.mark.parametrize("pipelining,n", [("same_batch", 2), ("lagged", 3)])
 def test_dgl_distributed_matches_serial(pipelining, n, tmp_path):
     common = dict(dataset="digits", width=64, depth=6, epochs=2, mlflow=False, checkpoint=False, threads=1,
                   method="dgl", splits=n, pipelining=pipelining)
@@ -187,7 +180,8 @@ def test_gpipe_settings_are_checked():
         RunConfig.from_dict(dict(method="gpipe", splits=3, microbatches=2, pipeline_schedule="1f1b"))
 
 
-@pytest.mark.parametrize("n,schedule", [(2, "gpipe"), pytest.param(3, "1f1b", marks=pytest.mark.slow)])
+@pytest.mark.slow  # torchrun
+@pytest.mark.parametrize("n,schedule", [(2, "gpipe"), (3, "1f1b")])
 def test_gpipe_distributed_equals_serial_float64(n, schedule, tmp_path):
     """A rank per stage: the step is torch.distributed.pipelining's schedule (gloo); it gives the
     serial mailbox schedule's numbers and Adam's."""
