@@ -89,6 +89,7 @@ class DGL(Solver):
         super().__init__(cfg, x_train, y_train)
         self.num_classes = int(y_train.max().item()) + 1 if len(y_train) else 0
         self.heads: dict[int, nn.Module] = {}  # by stage index: the heads of the stages this process holds
+        self.head_flops: dict[int, int] = {}  # by stage index: the head's training FLOPs per sample
 
     def setup(self, stage: Stage) -> None:
         params = list(stage.net.parameters())
@@ -98,6 +99,8 @@ class DGL(Solver):
                 torch.manual_seed(self.cfg.seed * 1_000_003 + stage.index)
                 head = aux_head(stage.out_shape, self.num_classes)
             self.heads[stage.index] = head.to(p.device, p.dtype)
+            with torch.enable_grad():
+                self.head_flops[stage.index] = training_flops(head, stage.out_shape)
             params += list(head.parameters())
         stage.optimizer = make_optimizer(self.cfg.w_optimizer, params, self.cfg.w_lr, self.cfg.optimizer_impl)
         stage.init_params = [p.detach().clone() for p in stage.net.parameters()]
@@ -142,7 +145,7 @@ class DGL(Solver):
             return {}
         l = stage.index + 1
         return {f"head_params_{l}": float(sum(p.numel() for p in head.parameters())),
-                f"head_flops_{l}": float(training_flops(head, stage.out_shape))}
+                f"head_flops_{l}": float(self.head_flops[stage.index])}
 
     def state_dict(self, stage: Stage) -> dict[str, torch.Tensor]:
         head = self.heads.get(stage.index)
