@@ -73,7 +73,7 @@ class GPipe(Solver):
     def __init__(self, cfg: RunConfig, x_train: torch.Tensor, y_train: torch.Tensor):
         super().__init__(cfg, x_train, y_train)
         self.schedules: dict[int, object] = {}  # by stage index, on a rank per stage
-        self.rows_now = {"real": 1.0}  # the minibatch's real row count, read by the schedule's loss
+        self.real_rows = 1.0  # the minibatch's real row count, read by the micro-batch loss
 
     @classmethod
     def check(cls, cfg: RunConfig) -> None:
@@ -95,7 +95,7 @@ class GPipe(Solver):
 
     def loss(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """A micro-batch's share of the minibatch mean: its CE sum over the real row count."""
-        return F.cross_entropy(out, target.to(out.device), reduction="sum", ignore_index=IGNORE) / self.rows_now["real"]
+        return F.cross_entropy(out, target.to(out.device), reduction="sum", ignore_index=IGNORE) / self.real_rows
 
     # -- with a rank per stage: torch.distributed.pipelining ----------------------------------
     def library_schedule(self, stage: Stage, box: Mailbox):
@@ -127,7 +127,7 @@ class GPipe(Solver):
     # -- the phases ---------------------------------------------------------------------------
     def forward_all(self, stage: Stage, rows: torch.Tensor, box: Mailbox) -> None:
         """The forward of every micro-batch (or, on a rank per stage, the library's whole step)."""
-        self.rows_now["real"] = float(len(rows))
+        self.real_rows = float(len(rows))
         stage.optimizer.zero_grad(set_to_none=True)
         schedule = self.library_schedule(stage, box)
         if schedule is not None:
