@@ -78,7 +78,7 @@ def write_config(path: Path, cfg: dict) -> Path:
 
 
 # --------------------------------------------------------------------------- dry runs
-@pytest.mark.parametrize("name, expected", [("config", 69), ("fashion", 6), ("fashion-splits", 11), ("paper", 303),
+@pytest.mark.parametrize("name, expected", [("config", 90), ("fashion", 6), ("fashion-splits", 11), ("paper", 321),
                                             ("sweep", 54)])
 def test_dry_run_lists_the_full_grid(tmp_path: Path, name: str, expected: int):
     cfg_file = CONFIGS / f"{name}.yaml"
@@ -99,7 +99,7 @@ def test_dry_run_lists_the_full_grid(tmp_path: Path, name: str, expected: int):
 def test_default_config_is_used_without_configfile(tmp_path: Path):
     r = snakemake(tmp_path, "-n")
     assert r.returncode == 0, r.stderr
-    assert job_counts(r.stdout + r.stderr)["train"] == 69
+    assert job_counts(r.stdout + r.stderr)["train"] == 90
     assert "results/default/runs/digits/mlp/gsadmm/n10/seed2/run.json" in r.stdout
     assert "results/default/runs/digits/mlp/gsadmm/n2/seed2/cores2/run.json" in r.stdout
 

@@ -241,6 +241,15 @@ class DistMailbox(LocalMailbox):
     def _irecv(self, tensor: torch.Tensor, peer: int) -> dist.Work:
         return dist.irecv(tensor, peer)
 
+    def pipeline_group(self) -> tuple[dist.ProcessGroup, torch.device] | None:
+        """The hook for a solver whose step is a library pipeline schedule that carries its own
+        messages (gpipe: torch.distributed.pipelining): (the process group, the device messages go
+        through) when every stage has a rank of its own, else None (the solver then exchanges
+        through this mailbox, as the serial executor's ``LocalMailbox``, which has no such hook)."""
+        if self.owner != list(range(dist.get_world_size())):
+            return None
+        return dist.group.WORLD, self.comm_device
+
     def flush(self) -> None:
         """Wait until every send has been received (end of an epoch, evaluation)."""
         while self._inflight:

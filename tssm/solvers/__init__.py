@@ -26,6 +26,8 @@ REGISTRY: dict[str, str] = {
     "adam": "backprop:Adam",
     "frozen": "backprop:Frozen",
     "dladmm": "dladmm:DLADMM",
+    "dgl": "dgl:DGL",
+    "gpipe": "gpipe:GPipe",
 }
 
 
