@@ -211,6 +211,12 @@ class ModelMailbox(DistMailbox):
     def _irecv(self, tensor, peer):
         return self.model.post(Op("recv", self.rank, peer, tensor, _where()))
 
+    def pipeline_group(self):
+        """No process group here: a method that would hand its step to torch.distributed.pipelining
+        (gpipe, whose library schedule posts its exchanges with batch_isend_irecv) runs the same
+        fill-drain order as phases over this mailbox instead, which is what the model checks."""
+        return None
+
 
 class ModelExecutor(DistributedExecutor):
     """The real distributed executor of one simulated rank; collectives go through the model."""
