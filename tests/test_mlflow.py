@@ -241,3 +241,86 @@ def test_pipeline_run_holds_summary_and_figures(tmp_path):
     assert {r.info.run_name for r in train} == {"digits-mlp-gsadmm-n1-seed0", "digits-mlp-gsadmm-n2-seed0",
                                                  "digits-mlp-adam-n1-seed0"}
     assert all(r.info.status == "FINISHED" and r.data.tags["pipeline_config"] == "tiny" for r in train)
+
+
+# ---------------------------------------------------------------- the experiment set-up race
+RACE_WRITERS, RACE_REPEATS = 8, 20
+
+
+def _race_writer(barrier, uri, out, seed, data, results):
+    """One run's whole MLflow record (experiment, run, params, dataset, 3 epochs, artifacts),
+    started with the other writers at one instant; reports its error (None: recorded)."""
+    try:
+        from tssm.config import RunConfig
+
+        cfg = RunConfig.from_dict(dict(dataset="digits", method="gsadmm", width=16, depth=3, epochs=2, seed=seed,
+                                       out=str(out), tracking_uri=uri, experiment="race",
+                                       tags={"pipeline_config": "race"}))
+        rec = tracking.Recorder(cfg, {})
+        tracking.open_client(uri)  # the store's engine is warm: the writers meet at the experiment
+        barrier.wait(timeout=120)
+        rec.connect()
+        rec.start_mlflow(dataset=data)
+        for epoch in range(3):
+            rec.log_epoch({"epoch": epoch, "train_acc": 0.1 * epoch})
+            rec.log_pending()
+        rec.finish("finished")
+        results.put((seed, None))
+    except BaseException as e:  # noqa: BLE001 - every failure is the test's finding
+        results.put((seed, tracking.short_error(e)))
+
+
+def _race_prepare(template, uri, premade):
+    import shutil
+
+    shutil.copy(template, tracking.sqlite_path(uri))
+    if premade:  # as the README's test did: an experiment without tags, made before the fan-out
+        _client(uri).create_experiment("race")
+
+
+@pytest.mark.slow
+def test_experiment_setup_race_repeated(tmp_path):
+    """8 writers released at one instant (a Barrier) on a fresh store, 20 times, half of them
+    with the experiment made beforehand without tags: every writer records its run, and the
+    experiment holds its tags once. Before the fix 12 of 48 writers failed with
+    ``UNIQUE constraint failed: experiment_tags``."""
+    import multiprocessing as mp
+    import types
+
+    import torch
+
+    ctx = mp.get_context("fork")  # mlflow is imported once, here; each store is new, so no engine is shared
+    template = tmp_path / "template.db"
+    tracking.ensure_sqlite_store(f"sqlite:///{template}")
+    g = torch.Generator().manual_seed(0)
+    data = types.SimpleNamespace(x_train=torch.rand(10, 1, 8, 8, generator=g), y_train=torch.arange(10),
+                                 x_test=torch.rand(4, 1, 8, 8, generator=g), y_test=torch.arange(4),
+                                 input_shape=(1, 8, 8), num_classes=10)
+    failures, t0 = [], time.monotonic()
+    for rep in range(RACE_REPEATS):
+        d = tmp_path / f"rep{rep}"
+        d.mkdir()
+        uri = f"sqlite:///{d}/mlflow.db"
+        prep = ctx.Process(target=_race_prepare, args=(template, uri, rep % 2 == 1))
+        prep.start()
+        prep.join()
+        assert prep.exitcode == 0
+        barrier, results = ctx.Barrier(RACE_WRITERS), ctx.Queue()
+        procs = [ctx.Process(target=_race_writer, args=(barrier, uri, d / f"r{s}", s, data, results))
+                 for s in range(RACE_WRITERS)]
+        for p in procs:
+            p.start()
+        errors = [results.get(timeout=300) for _ in procs]
+        for p in procs:
+            p.join(timeout=60)
+        failures += [(rep, seed, err) for seed, err in errors if err]
+        runs = _runs(uri, "race")
+        assert len(runs) == RACE_WRITERS and {r.info.status for r in runs} == {"FINISHED"}, (rep, errors)
+        assert all(len(_client(uri).get_metric_history(r.info.run_id, "train_acc")) == 3 for r in runs)
+        exp = _client(uri).get_experiment_by_name("race")
+        assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+        assert len(_client(uri).search_experiments()) == 2  # Default and race
+    wall = time.monotonic() - t0
+    print(f"\nrace: {RACE_REPEATS} repetitions x {RACE_WRITERS} writers = {RACE_REPEATS * RACE_WRITERS} runs, "
+          f"{len(failures)} failures, {wall:.1f} s")
+    assert failures == []
