@@ -35,14 +35,33 @@ def _runs(uri, experiment):
     return c.search_runs([exp.experiment_id])
 
 
+_TEMPLATE: list[Path] = []
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _store_template(tmp_path_factory):
+    _TEMPLATE[:] = [tmp_path_factory.mktemp("store-template") / "mlflow.db"]
+
+
+def _store(tmp_path, rel="results/mlflow.db"):
+    """A new, empty sqlite store at ``tmp_path/rel`` (a copy of one made once per session:
+    creating the tables takes seconds); its URI."""
+    if not _TEMPLATE[0].exists():
+        tracking.ensure_sqlite_store(f"sqlite:///{_TEMPLATE[0]}")
+    db = tmp_path / rel
+    if not db.exists():
+        db.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(_TEMPLATE[0], db)
+    return f"sqlite:///{db}"
+
+
 def _train(tmp_path, *args, experiment="t"):
-    uri = f"sqlite:///{tmp_path}/results/mlflow.db"
+    uri = _store(tmp_path)
     return uri, main(["train", *TINY, "--epochs", "2", "--tracking-uri", uri, "--experiment", experiment, *args])
 
 
 def test_held_lock_at_start_is_retried_and_the_run_recorded(tmp_path, capfd):
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    tracking.ensure_sqlite_store(uri)
+    uri = _store(tmp_path, "mlflow.db")
     held = threading.Event()
 
     def hold():
@@ -324,3 +343,83 @@ def test_experiment_setup_race_repeated(tmp_path):
     print(f"\nrace: {RACE_REPEATS} repetitions x {RACE_WRITERS} writers = {RACE_REPEATS * RACE_WRITERS} runs, "
           f"{len(failures)} failures, {wall:.1f} s")
     assert failures == []
+
+
+# ---------------------------------------------------------------- one MLflow run per run folder
+def _all_runs(uri, experiment):
+    """Every run of ``experiment``, deleted ones too: {run id: run}."""
+    from mlflow.entities import ViewType
+
+    c = _client(uri)
+    exp = c.get_experiment_by_name(experiment)
+    return {r.info.run_id: r for r in c.search_runs([exp.experiment_id], run_view_type=ViewType.ALL)}
+
+
+def test_rerun_after_a_kill_before_any_checkpoint_supersedes_the_orphan(tmp_path):
+    """SIGKILL mid-run with checkpoints off leaves a RUNNING MLflow run; the rerun of the folder
+    trains afresh and marks that one: KILLED, tag superseded_by, deleted (restorable). One active
+    run per folder, FINISHED."""
+    uri = _store(tmp_path, "mlflow.db")
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "tssm", "train", *TINY, "--epochs", "30", "--tracking-uri", uri,
+           "--experiment", "kill", "--out", str(out)]
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 120
+    while time.time() < deadline and p.poll() is None and not (out / "metrics.csv").exists():
+        time.sleep(0.05)
+    assert p.poll() is None, "finished before it could be killed"
+    p.kill()
+    p.communicate(timeout=60)
+    [orphan] = _all_runs(uri, "kill").values()
+    assert orphan.info.status == "RUNNING"
+    assert json.loads((out / tracking.RUN_MARKER).read_text())["run_id"] == orphan.info.run_id
+    assert main(["train", *TINY, "--epochs", "30", "--tracking-uri", uri, "--experiment", "kill",
+                 "--out", str(out)]) == 0
+    [active] = _runs(uri, "kill")
+    old = _all_runs(uri, "kill")[orphan.info.run_id]
+    assert active.info.status == "FINISHED" and active.data.tags["supersedes"] == orphan.info.run_id
+    assert old.info.status == "KILLED" and old.info.lifecycle_stage == "deleted"
+    assert old.data.tags["superseded_by"] == active.info.run_id
+    assert json.loads((out / "run.json").read_text())["mlflow_run_id"] == active.info.run_id
+
+
+def test_overwrite_with_changed_settings_supersedes_the_finished_run(tmp_path):
+    """A point re-run with another setting (--overwrite, as the pipeline does): the old record
+    goes to .replaced/, its MLflow run keeps FINISHED but is marked superseded_by and deleted."""
+    out = tmp_path / "run"
+    uri, code = _train(tmp_path, "--method", "gsadmm", "--out", str(out))
+    assert code == 0
+    [first] = _runs(uri, "t")
+    _, code = _train(tmp_path, "--method", "gsadmm", "--rho", "10", "--overwrite", "--out", str(out))
+    assert code == 0
+    [second] = _runs(uri, "t")
+    old = _all_runs(uri, "t")[first.info.run_id]
+    assert second.info.run_id != first.info.run_id and second.data.params["rho"] == "10.0"
+    assert old.info.status == "FINISHED" and old.info.lifecycle_stage == "deleted"
+    assert old.data.tags["superseded_by"] == second.info.run_id
+    assert list((out / ".replaced").glob("*/run.json"))
+
+
+def test_an_exit_that_skips_the_record_closes_the_run_failed(tmp_path, monkeypatch):
+    """An error between the run's start and its record (a full disk, say) does not leave the
+    MLflow run RUNNING: the start registers an exit hook that closes it FAILED; finish() removes it."""
+    import atexit
+
+    from tssm.config import RunConfig
+
+    hooks = []
+    monkeypatch.setattr(atexit, "register", hooks.append)
+    monkeypatch.setattr(atexit, "unregister", hooks.remove)
+    uri = _store(tmp_path)
+    cfg = RunConfig.from_dict(dict(dataset="digits", out=str(tmp_path / "run"), tracking_uri=uri, experiment="exit"))
+    rec = tracking.Recorder(cfg, {})
+    rec.start_mlflow()
+    [hook] = hooks
+    hook()  # what the interpreter does at exit when finish() never ran
+    [run] = _runs(uri, "exit")
+    assert run.info.status == "FAILED" and "record was written" in run.data.tags["failure_reason"]
+    rec2 = tracking.Recorder(RunConfig.from_dict({**cfg.to_dict(), "out": str(tmp_path / "run2")}), {})
+    rec2.start_mlflow()
+    rec2.finish("finished")
+    assert hooks == [hook]  # the finished run's hook is gone

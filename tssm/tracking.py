@@ -23,6 +23,7 @@ MLflow, in short:
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import csv
 import hashlib
@@ -52,6 +53,8 @@ RETRY_SECONDS = float(os.environ.get("TSSM_MLFLOW_RETRY_SECONDS", "60"))
 ARTIFACTS_DIR = "mlartifacts"
 #: The artifact root of experiments created in a sqlite store (as ``mlflow server`` does).
 PORTABLE_ARTIFACT_ROOT = "mlflow-artifacts:/"
+#: The run folder's note of its MLflow run (tracking URI, run id), written when the run starts.
+RUN_MARKER = ".mlflow_run.json"
 #: Seconds to wait for a tracking server's first answer.
 PROBE_TIMEOUT_S = 5
 
@@ -536,31 +539,23 @@ class Recorder:
 
         ``resume_uri`` is the store the checkpoint's run was logged to: a run resumed against
         another store gets a new run there with every epoch so far, and the old one is closed
-        KILLED (tag ``continued_in``) where the old store can still be reached."""
+        KILLED (tag ``continued_in``) where the old store can still be reached.
+
+        One MLflow run per run folder: the folder remembers its run (:data:`RUN_MARKER`), and a
+        run that starts afresh where an earlier one left a run (killed before its first
+        checkpoint, an orphan that finished, a record replaced by ``--overwrite``) supersedes
+        it (:meth:`_supersede`). Until :meth:`finish`, an exit of the process closes the run
+        FAILED (:meth:`_close_on_exit`) rather than leave it RUNNING."""
         if not self.cfg.mlflow:
             return
         self.connect()
         client = self._mlflow
+        previous = self._previous_run()
+        reopened = False
         try:
-            if resume_run_id and self._reopen(resume_run_id, resume_uri):
-                self._start_monitor()
-                self.log_pending()
-                return
-            tags = self.tags()
-            if resume_run_id:
-                tags["resumed_from_run"] = f"{resume_uri or self.tracking_uri} {resume_run_id}"
-            run = retry_locked(client.create_run, self._experiment.experiment_id, tags=tags,
-                               run_name=self.run_name())
-            self._run_id, self._artifact_uri = run.info.run_id, run.info.artifact_uri
-            from mlflow.entities import InputTag, Param
-            from mlflow.entities import DatasetInput
-
-            params = [Param(k, str(v)[:6000]) for k, v in self.cfg.hyperparameters().items()]
-            retry_locked(client.log_batch, self._run_id, params=params)
-            if dataset is not None:
-                entity = dataset_entity(dataset, self.cfg)
-                retry_locked(client.log_inputs, self._run_id,
-                             [DatasetInput(entity, tags=[InputTag("mlflow.data.context", "training")])])
+            reopened = bool(resume_run_id) and self._reopen(resume_run_id, resume_uri)
+            if not reopened:
+                self._create_run(dataset, resume_run_id, resume_uri, previous)
         except Exception as e:
             if self._run_id:  # not left RUNNING
                 with contextlib.suppress(Exception):
@@ -568,10 +563,91 @@ class Recorder:
                     client.set_terminated(self._run_id, "FAILED")
             raise TrackingError(f"cannot start the MLflow run in experiment {self.cfg.experiment!r} of "
                                 f"{self.tracking_uri}: {short_error(e)}") from None
-        if resume_run_id:
+        self._remember_run()
+        atexit.register(self._close_on_exit)
+        if resume_run_id and not reopened:
             self._close_moved_run(resume_uri, resume_run_id)
+        if previous is not None and previous[1] not in (self._run_id, resume_run_id):
+            self._supersede(*previous)
         self._start_monitor()
         self.log_pending()
+
+    def _create_run(self, dataset, resume_run_id: str | None, resume_uri: str | None,
+                    previous: tuple[str, str] | None) -> None:
+        client = self._mlflow
+        tags = self.tags()
+        if resume_run_id:
+            tags["resumed_from_run"] = f"{resume_uri or self.tracking_uri} {resume_run_id}"
+        if previous is not None and previous[1] != resume_run_id:
+            tags["supersedes"] = previous[1] if previous[0] == self.tracking_uri else " ".join(previous)
+        run = retry_locked(client.create_run, self._experiment.experiment_id, tags=tags, run_name=self.run_name())
+        self._run_id, self._artifact_uri = run.info.run_id, run.info.artifact_uri
+        from mlflow.entities import DatasetInput, InputTag, Param
+
+        params = [Param(k, str(v)[:6000]) for k, v in self.cfg.hyperparameters().items()]
+        retry_locked(client.log_batch, self._run_id, params=params)
+        if dataset is not None:
+            entity = dataset_entity(dataset, self.cfg)
+            retry_locked(client.log_inputs, self._run_id,
+                         [DatasetInput(entity, tags=[InputTag("mlflow.data.context", "training")])])
+
+    # -- one MLflow run per run folder ----------------------------------------------------
+    def _previous_run(self) -> tuple[str, str] | None:
+        """(tracking URI, run id) of the MLflow run an earlier run in this folder started, if any."""
+        try:
+            info = json.loads((self.out / RUN_MARKER).read_text())
+            return str(info["tracking_uri"]), str(info["run_id"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def _remember_run(self) -> None:
+        """The folder's MLflow run, for a later run in it (written before any epoch)."""
+        try:
+            atomic_write_text(self.out / RUN_MARKER, json.dumps(
+                {"tracking_uri": self.tracking_uri, "experiment": self.cfg.experiment, "run_id": self._run_id,
+                 "config_hash": self.cfg.config_hash()}, indent=1) + "\n")
+        except OSError as e:
+            warn(f"cannot write {self.out / RUN_MARKER} ({e.strerror or e}); a rerun of this folder will not "
+                 f"know this MLflow run")
+
+    def _supersede(self, uri: str, run_id: str) -> None:
+        """Mark an earlier run of this folder as replaced by this one: tag ``superseded_by``,
+        KILLED if it was left RUNNING, and (same store) deleted -- MLflow's soft delete: hidden
+        from the runs table and searches, shown under the UI's "Deleted" filter, restorable.
+        Best effort, quickly: an unreachable old store only costs a warning."""
+        same = uri == self.tracking_uri
+        try:
+            if not same and sqlite_path(uri) is not None and not sqlite_path(uri).exists():
+                return
+            client = self._mlflow if same else open_client(uri)
+            run = retry_locked(client.get_run, run_id, deadline_s=15)
+            if run.info.lifecycle_stage == "deleted":
+                return
+            retry_locked(client.set_tag, run_id, "superseded_by", self._run_id if same else f"{self.tracking_uri} "
+                         f"{self._run_id}", deadline_s=15)
+            if run.info.status in ("RUNNING", "SCHEDULED"):
+                retry_locked(client.set_terminated, run_id, "KILLED", deadline_s=15)
+            if same:
+                retry_locked(client.delete_run, run_id, deadline_s=15)
+        except Exception as e:
+            if "RESOURCE_DOES_NOT_EXIST" in str(e) or "not found" in str(e).lower():
+                return
+            warn(f"the earlier MLflow run {run_id} of {self.out} could not be marked superseded ({short_error(e)})")
+
+    def _close_on_exit(self) -> None:
+        """At interpreter exit, a run :meth:`finish` did not close is closed FAILED (an error
+        that skipped the record, e.g. a full disk); SIGKILL leaves it to the next run's
+        :meth:`_supersede`."""
+        if self._mlflow is None or self._run_id is None:
+            return
+        if self._monitor is not None:
+            with contextlib.suppress(Exception):
+                self._monitor.finish()
+        for call in ((self._mlflow.set_tag, self._run_id, "failure_reason",
+                      "the process ended before the run's record was written"),
+                     (self._mlflow.set_terminated, self._run_id, "FAILED")):
+            with contextlib.suppress(Exception):
+                retry_locked(*call, deadline_s=5)
 
     def _reopen(self, run_id: str, resume_uri: str | None) -> bool:
         """Continue a resumed run's MLflow run (and learn the last epoch it holds); False (and a
@@ -708,6 +784,7 @@ class Recorder:
         info = self.write_run_json(status, reason, extra)
         if self._mlflow is None or self._run_id is None:
             return info
+        atexit.unregister(self._close_on_exit)
         if self._monitor is not None:
             with contextlib.suppress(Exception):
                 self._monitor.finish()
