@@ -308,7 +308,7 @@ def _other_config(c: Ctx) -> Outcome:
 
 @case("sqlite store locked when the run starts", 0)
 def _locked_store(c: Ctx) -> Outcome:
-    from tssm.tracking import ensure_sqlite_store
+    from tssm.tracking.store import ensure_sqlite_store
 
     ensure_sqlite_store(c.uri)
     held = threading.Event()

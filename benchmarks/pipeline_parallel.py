@@ -56,7 +56,8 @@ from tssm.models import build_model
 from tssm.run import epoch_permutation
 from tssm.solvers.base import make_optimizer
 from tssm.split import block_flops, compute_cuts, split_model
-from tssm.tracking import atomic_write_text, environment, git_commit
+from tssm.environment import environment, git_commit
+from tssm.files import atomic_write_text
 
 DEFAULT_LR = {"sgd": 0.01, "adam": 0.001}
 IGNORE = -100

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tssm import tracking
+from tssm.tracking import recorder, store
 from tssm.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,7 +47,7 @@ def _store(tmp_path, rel="results/mlflow.db"):
     """A new, empty sqlite store at ``tmp_path/rel`` (a copy of one made once per session:
     creating the tables takes seconds); its URI."""
     if not _TEMPLATE[0].exists():
-        tracking.ensure_sqlite_store(f"sqlite:///{_TEMPLATE[0]}")
+        store.ensure_sqlite_store(f"sqlite:///{_TEMPLATE[0]}")
     db = tmp_path / rel
     if not db.exists():
         db.parent.mkdir(parents=True, exist_ok=True)
@@ -165,7 +165,7 @@ def test_artifacts_survive_moving_results(tmp_path):
     [run] = _runs(uri, "t")
     shutil.move(tmp_path / "results", tmp_path / "results2")
     new_uri = f"sqlite:///{tmp_path}/results2/mlflow.db"
-    got = tracking.download_artifacts(new_uri, run.info.run_id, "run.json", tmp_path / "dl")
+    got = store.download_artifacts(new_uri, run.info.run_id, "run.json", tmp_path / "dl")
     assert json.loads(Path(got).read_text())["mlflow_run_id"] == run.info.run_id
     # and through a tracking server of the moved store, as the UI reads them
     port = 5311
@@ -249,7 +249,7 @@ def test_pipeline_run_holds_summary_and_figures(tmp_path):
     assert run.info.run_id == marker["run_id"] and run.info.run_name == "tiny (pipeline)"
     assert run.info.status == "FINISHED" and run.data.tags["pipeline_config"] == "tiny"
     assert "|" in run.data.tags["mlflow.note.content"]  # summary.md as its description
-    repo = tracking.artifact_repository(uri, run.info.artifact_uri)
+    repo = store.artifact_repository(uri, run.info.artifact_uri)
     top = {f.path for f in repo.list_artifacts()}
     assert {"summary.csv", "summary.md", "figures"} <= top
     figs = {Path(f.path).name for f in repo.list_artifacts("figures")}
@@ -275,8 +275,8 @@ def _race_writer(barrier, uri, out, seed, data, results):
         cfg = RunConfig.from_dict(dict(dataset="digits", method="gsadmm", width=16, depth=3, epochs=2, seed=seed,
                                        out=str(out), tracking_uri=uri, experiment="race",
                                        tags={"pipeline_config": "race"}))
-        rec = tracking.Recorder(cfg, {})
-        tracking.open_client(uri)  # the store's engine is warm: the writers meet at the experiment
+        rec = recorder.Recorder(cfg, {})
+        store.open_client(uri)  # the store's engine is warm: the writers meet at the experiment
         barrier.wait(timeout=120)
         rec.connect()
         rec.start_mlflow(dataset=data)
@@ -286,13 +286,13 @@ def _race_writer(barrier, uri, out, seed, data, results):
         rec.finish("finished")
         results.put((seed, None))
     except BaseException as e:  # noqa: BLE001 - every failure is the test's finding
-        results.put((seed, tracking.short_error(e)))
+        results.put((seed, store.short_error(e)))
 
 
 def _race_prepare(template, uri, premade):
     import shutil
 
-    shutil.copy(template, tracking.sqlite_path(uri))
+    shutil.copy(template, store.sqlite_path(uri))
     if premade:  # as the README's test did: an experiment without tags, made before the fan-out
         _client(uri).create_experiment("race")
 
@@ -310,7 +310,7 @@ def test_experiment_setup_race_repeated(tmp_path):
 
     ctx = mp.get_context("fork")  # mlflow is imported once, here; each store is new, so no engine is shared
     template = tmp_path / "template.db"
-    tracking.ensure_sqlite_store(f"sqlite:///{template}")
+    store.ensure_sqlite_store(f"sqlite:///{template}")
     g = torch.Generator().manual_seed(0)
     data = types.SimpleNamespace(x_train=torch.rand(10, 1, 8, 8, generator=g), y_train=torch.arange(10),
                                  x_test=torch.rand(4, 1, 8, 8, generator=g), y_test=torch.arange(4),
@@ -373,7 +373,7 @@ def test_rerun_after_a_kill_before_any_checkpoint_supersedes_the_orphan(tmp_path
     p.communicate(timeout=60)
     [orphan] = _all_runs(uri, "kill").values()
     assert orphan.info.status == "RUNNING"
-    assert json.loads((out / tracking.RUN_MARKER).read_text())["run_id"] == orphan.info.run_id
+    assert json.loads((out / recorder.RUN_MARKER).read_text())["run_id"] == orphan.info.run_id
     assert main(["train", *TINY, "--epochs", "30", "--tracking-uri", uri, "--experiment", "kill",
                  "--out", str(out)]) == 0
     [active] = _runs(uri, "kill")
@@ -413,13 +413,13 @@ def test_an_exit_that_skips_the_record_closes_the_run_failed(tmp_path, monkeypat
     monkeypatch.setattr(atexit, "unregister", hooks.remove)
     uri = _store(tmp_path)
     cfg = RunConfig.from_dict(dict(dataset="digits", out=str(tmp_path / "run"), tracking_uri=uri, experiment="exit"))
-    rec = tracking.Recorder(cfg, {})
+    rec = recorder.Recorder(cfg, {})
     rec.start_mlflow()
     [hook] = hooks
     hook()  # what the interpreter does at exit when finish() never ran
     [run] = _runs(uri, "exit")
     assert run.info.status == "FAILED" and "record was written" in run.data.tags["failure_reason"]
-    rec2 = tracking.Recorder(RunConfig.from_dict({**cfg.to_dict(), "out": str(tmp_path / "run2")}), {})
+    rec2 = recorder.Recorder(RunConfig.from_dict({**cfg.to_dict(), "out": str(tmp_path / "run2")}), {})
     rec2.start_mlflow()
     rec2.finish("finished")
     assert hooks == [hook]  # the finished run's hook is gone

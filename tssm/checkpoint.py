@@ -20,7 +20,8 @@ import torch
 
 from .config import RunConfig
 from .solvers import Solver, Stage
-from .tracking import current_umask, warn
+from .errors import warn
+from .files import current_umask
 
 
 def _one_line(e: Exception) -> str:

@@ -2,7 +2,7 @@
 
 The pipeline runs this once per configuration before the training jobs fan out, so that
 parallel jobs find the store and the experiment instead of racing to create them. The store
-is created under a lock, atomically (tssm.tracking.ensure_sqlite_store); every call is
+is created under a lock, atomically (tssm.tracking.store.ensure_sqlite_store); every call is
 retried while sqlite is locked; a concurrent creation ("already exists") is resolved by
 looking up the winner. A sqlite store's new experiment keeps its artifacts under
 mlflow-artifacts:/<id>, i.e. mlartifacts/<id>/ next to the database (movable with it).
@@ -14,7 +14,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tssm.tracking import TrackingError, ensure_experiment, experiment_description, open_client, write_marker
+from tssm.files import write_marker
+from tssm.tracking.experiment import ensure_experiment, experiment_description
+from tssm.tracking.store import TrackingError, open_client
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,8 +13,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from tssm.tracking import (TrackingError, artifact_repository, ensure_experiment, open_client, retry_locked,
-                           short_error, source_tags, write_marker)
+from tssm.files import write_marker
+from tssm.tracking.experiment import ensure_experiment
+from tssm.tracking.recorder import source_tags
+from tssm.tracking.store import TrackingError, artifact_repository, open_client, retry_locked, short_error
 
 
 def record(tracking_uri: str, experiment: str, config_name: str, summary_csv: Path, summary_md: Path,
