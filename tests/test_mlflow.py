@@ -136,7 +136,7 @@ def test_run_carries_source_user_git_dataset_and_variant(tmp_path):
     assert code == 0
     [run] = _runs(uri, "t")
     tags = run.data.tags
-    assert run.info.run_name == "digits-mlp-gsadmm-n2-seed0-rho10"
+    assert run.info.run_name == "gsadmm-n2-s0-rho10 digits/mlp"
     assert tags["mlflow.source.name"] == "tssm train" and tags["mlflow.source.type"] == "LOCAL"
     assert tags["mlflow.user"]
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
@@ -244,22 +244,25 @@ def test_pipeline_run_holds_summary_and_figures(tmp_path):
     uri = f"sqlite:///{tmp_path}/results/mlflow.db"
     runs = _runs(uri, "tiny-exp")
     pipeline = [r for r in runs if r.data.tags.get("tssm.kind") == "pipeline"]
-    assert len(pipeline) == 1 and len(runs) == 4  # 3 training runs + the pipeline run
+    assert len(pipeline) == 1 and len(runs) == 4  # 3 training runs + their parent, the study run
     run = pipeline[0]
     assert run.info.run_id == marker["run_id"] and run.info.run_name == "tiny (pipeline)"
     assert run.info.status == "FINISHED" and run.data.tags["pipeline_config"] == "tiny"
-    assert "|" in run.data.tags["mlflow.note.content"]  # summary.md as its description
+    assert "|" in run.data.tags["mlflow.note.content"]  # summary.md in its description
+    assert run.data.params["experiments.main.methods"] == '["gsadmm", "adam"]'
     repo = store.artifact_repository(uri, run.info.artifact_uri)
     top = {f.path for f in repo.list_artifacts()}
-    assert {"summary.csv", "summary.md", "figures"} <= top
+    assert {"config.yaml", "summary.csv", "summary.md", "summary.html", "figures"} <= top
     figs = {Path(f.path).name for f in repo.list_artifacts("figures")}
     stems = ("figure1_train_acc", "figure2_speed", "acc_vs_splits", "time_to_target", "speedup")
     assert figs == {f"{s}.{e}" for s in stems for e in ("png", "pdf")}
-    # training runs of the pipeline: variant-free names, artifacts, tag pipeline_config
+    # training runs of the pipeline: children of the study run, variant-free names, tag pipeline_config
     train = [r for r in runs if r.data.tags.get("tssm.kind") != "pipeline"]
-    assert {r.info.run_name for r in train} == {"digits-mlp-gsadmm-n1-seed0", "digits-mlp-gsadmm-n2-seed0",
-                                                 "digits-mlp-adam-n1-seed0"}
+    assert {r.info.run_name for r in train} == {"gsadmm-n1-s0 digits/mlp", "gsadmm-n2-s0 digits/mlp",
+                                                 "adam-n1-s0 digits/mlp"}
     assert all(r.info.status == "FINISHED" and r.data.tags["pipeline_config"] == "tiny" for r in train)
+    assert all(r.data.tags["mlflow.parentRunId"] == run.info.run_id for r in train)
+    assert marker["adopted"] == 0  # every run found its parent through TSSM_MLFLOW_PARENT_RUN_ID
 
 
 # ---------------------------------------------------------------- the experiment set-up race
@@ -423,3 +426,78 @@ def test_an_exit_that_skips_the_record_closes_the_run_failed(tmp_path, monkeypat
     rec2.start_mlflow()
     rec2.finish("finished")
     assert hooks == [hook]  # the finished run's hook is gone
+
+
+# ---------------------------------------------------------------- the pipeline as a browsable study
+def test_study_nests_runs_with_the_params_they_read_and_the_results(tmp_path, monkeypatch):
+    """What a user browsing the store sees: one parent per pipeline config (settings as params,
+    config.yaml, then the summary and figures), the training runs its children with short
+    names, filterable tags and only the params their method and model read; an edited config
+    gets a new parent that takes over the children."""
+    from tssm.tracking import study
+    from tssm.tracking.experiment import ensure_experiment
+
+    uri = _store(tmp_path)
+    client = store.open_client(uri)
+    exp = ensure_experiment(client, uri, "study", {"pipeline_config": "tiny"})
+    text = yaml.safe_dump({"name": "tiny", "run": {"width": 16, "checkpoint": False},
+                           "experiments": [{"name": "main", "methods": ["gsadmm", "adam"], "seeds": [0]}]})
+    parent = study.open_study(client, uri, exp.experiment_id, "tiny", text, yaml.safe_load(text))
+    assert study.open_study(client, uri, exp.experiment_id, "tiny", text, yaml.safe_load(text)) == parent
+    monkeypatch.setenv(recorder.PARENT_ENV, parent)
+    for method, n in (("gsadmm", "2"), ("adam", "1")):
+        _, code = _train(tmp_path, "--method", method, "--splits", n, "--tags", "pipeline_config=tiny",
+                         "--out", str(tmp_path / method), experiment="study")
+        assert code == 0
+    (tmp_path / "summary.csv").write_text("method,status\ngsadmm,finished\nadam,finished\n")
+    (tmp_path / "summary.md").write_text("| method | acc |\n|---|---|\n| gsadmm | 0.9 |\n")
+    (tmp_path / "fig.png").write_bytes(b"\x89PNG")
+    study.close_study(client, uri, exp.experiment_id, "tiny", parent, [tmp_path / "summary.csv", tmp_path / "summary.md"],
+                      [tmp_path / "fig.png"], {"finished": 2}, (tmp_path / "summary.md").read_text())
+
+    runs = {r.info.run_name: r for r in _runs(uri, "study")}
+    assert set(runs) == {"tiny (pipeline)", "gsadmm-n2-s0 digits/mlp", "adam-n1-s0 digits/mlp"}
+    top = runs["tiny (pipeline)"]
+    assert top.info.status == "FINISHED" and "mlflow.parentRunId" not in top.data.tags
+    assert top.data.params["run.width"] == "16" and top.data.params["experiments.main.methods"] == '["gsadmm", "adam"]'
+    assert top.data.metrics["runs_finished"] == 2 and "| gsadmm |" in top.data.tags["mlflow.note.content"]
+    repo = store.artifact_repository(uri, top.info.artifact_uri)
+    assert {f.path for f in repo.list_artifacts()} == {"config.yaml", "summary.csv", "summary.md", "figures"}
+    (tmp_path / "dl").mkdir()
+    assert yaml.safe_load(Path(repo.download_artifacts("config.yaml", str(tmp_path / "dl"))).read_text())["name"] == "tiny"
+    assert [f.path for f in repo.list_artifacts("figures")] == ["figures/fig.png"]
+    for name in ("gsadmm-n2-s0 digits/mlp", "adam-n1-s0 digits/mlp"):
+        child = runs[name]
+        assert child.data.tags["mlflow.parentRunId"] == parent
+        assert {"method", "splits", "dataset", "model", "seed"} <= set(child.data.tags)
+        assert child.data.tags["tssm.kind"] == "train" and "--artifacts-destination" in child.data.tags["mlflow.note.content"]
+        params = child.data.params
+        assert "None" not in params.values() and not {"channels", "residual_blocks", "out", "tags"} & set(params)
+        assert params["width"] == "16" and params["depth"] == "3"
+    assert runs["gsadmm-n2-s0 digits/mlp"].data.params["rho"] == "1.0"
+    assert not {"rho", "cuts", "balance"} & set(runs["adam-n1-s0 digits/mlp"].data.params)
+    assert runs["adam-n1-s0 digits/mlp"].data.params["lr"] == "0.001"  # unset: the rate it used
+
+    edited = text.replace("seeds:\n  - 0", "seeds:\n  - 0\n  - 1")
+    assert edited != text
+    new = study.open_study(client, uri, exp.experiment_id, "tiny", edited, yaml.safe_load(edited))
+    assert new != parent
+    children = [r for r in _runs(uri, "study") if r.data.tags.get("tssm.kind") == "train"]
+    assert len(children) == 2 and all(r.data.tags["mlflow.parentRunId"] == new for r in children)
+    old = _all_runs(uri, "study")[parent]
+    assert old.info.lifecycle_stage == "deleted" and old.data.tags["superseded_by"] == new
+
+
+def test_system_metrics_switch_from_the_cli(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.2")
+    uri, code = _train(tmp_path, "--system-metrics", "true", "--epochs", "40", "--out", str(tmp_path / "run"))
+    assert code == 0
+    [run] = _runs(uri, "t")
+    assert any(k.startswith("system/") for k in run.data.metrics), sorted(run.data.metrics)
+    assert "system_metrics" not in run.data.params
+
+
+def test_ui_command_serves_the_artifacts_next_to_the_store():
+    assert store.ui_command("sqlite:///results/mlflow.db") == [
+        "mlflow", "ui", "--backend-store-uri", "sqlite:///results/mlflow.db",
+        "--artifacts-destination", "results/mlartifacts"]

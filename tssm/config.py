@@ -120,7 +120,7 @@ DEFAULT_LR = {"sgd": 0.01, "adam": 0.001}
 
 #: Fields of RunConfig that do not change the numbers (where a run goes, how it is recorded).
 RECORDING = ("data_root", "download", "threads", "out", "tracking_uri", "experiment", "mlflow", "checkpoint", "tags",
-             "tuned_file")
+             "tuned_file", "system_metrics")
 
 
 @dataclass
@@ -187,6 +187,7 @@ class RunConfig:
     experiment: str = option("tssm", group="tracking", help="MLflow experiment")
     mlflow: bool = option(True, group="tracking", help="record the run in MLflow")
     checkpoint: bool = option(True, group="tracking", help="checkpoint every epoch and resume from it")
+    system_metrics: bool = option(False, group="tracking", help="MLflow system metrics: CPU, memory, disk, network, GPU sampled every 10 s")
     tags: dict[str, str] = option(group="tracking", factory=dict, help="extra MLflow tags")
     # the chosen method's section (its Settings dataclass); filled from flat keys by from_dict
     settings: MethodSettings | None = field(default=None, repr=False)

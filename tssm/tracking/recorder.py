@@ -25,11 +25,42 @@ from ..environment import git_commit
 from ..errors import warn
 from ..files import atomic_write_text
 from .experiment import ensure_experiment
-from .store import (DEFAULT_TRACKING_URI, RETRY_SECONDS, TrackingError, artifact_repository, open_client,
-                    retry_locked, short_error, sqlite_path)
+from .store import (DEFAULT_TRACKING_URI, RETRY_SECONDS, TrackingError, artifact_repository, artifacts_hint,
+                    open_client, retry_locked, short_error, sqlite_path)
 
 #: The run folder's note of its MLflow run (tracking URI, run id), written when the run starts.
 RUN_MARKER = ".mlflow_run.json"
+#: The environment variable that names a training run's parent run (the pipeline sets it to
+#: its study run: one parent per pipeline config, every training run its child).
+PARENT_ENV = "TSSM_MLFLOW_PARENT_RUN_ID"
+#: A training run's description (the run page shows it above params and artifacts).
+RUN_NOTE = ("Training run of `tssm train`; its files: `{out}`. Params: the settings its method and model "
+            "read. Artifacts: metrics.csv, run.json (and point.yaml under the pipeline). {artifacts}")
+
+
+def run_params(cfg: RunConfig) -> dict[str, Any]:
+    """The run's params: the settings that change its numbers (``hyperparameters``) that its
+    method and model read. Dropped: the common settings the method ignores (``Solver.ignores``),
+    the model settings its builder does not take (no ``channels`` on an MLP), the split
+    settings of an unsplit run, and unset values (no ``None``; ``lr`` unset: the rate used)."""
+    import inspect
+
+    from .. import models
+
+    values = dict(cfg.hyperparameters())
+    builder_keys = {name: set(inspect.signature(getattr(models, name)).parameters) - {"input_shape", "num_classes"}
+                    for name in models.MODELS}
+    for key in set().union(*builder_keys.values()) - builder_keys.get(cfg.model, set()):
+        values.pop(key, None)
+    for key in getattr(cfg.method_class, "ignores", ()):
+        values.pop(key, None)
+    if cfg.splits == 1:
+        for key in ("cuts", "balance", "balance_workers"):
+            values.pop(key, None)
+    if "lr" in values and values["lr"] is None:
+        with contextlib.suppress(Exception):
+            values["lr"] = cfg.w_lr
+    return {k: v for k, v in values.items() if v is not None}
 
 
 def source_tags(entry_point: str) -> dict[str, str]:
@@ -88,15 +119,21 @@ class Recorder:
     ``log_epoch`` writes an epoch to the files; ``log_pending`` sends MLflow every epoch it does
     not hold yet (the loop calls it after the epoch's checkpoint). So a run killed between the
     two, or resumed against another store, ends with each epoch in its MLflow run exactly once.
-    ``log_system_metrics`` adds MLflow's CPU/GPU/memory/disk sampling (off by default)."""
+    ``log_system_metrics`` adds MLflow's CPU/GPU/memory/disk sampling (default: the config's
+    ``system_metrics``, off unless set).
 
-    def __init__(self, cfg: RunConfig, env: dict[str, Any], *, log_system_metrics: bool = False):
+    What the run shows in MLflow: a short name (:meth:`run_name`), the tags a user filters on
+    (:meth:`tags`), params = the settings its method and model read (:func:`run_params`), and,
+    under a pipeline, the pipeline's parent run (:data:`PARENT_ENV`)."""
+
+    def __init__(self, cfg: RunConfig, env: dict[str, Any], *, log_system_metrics: bool | None = None):
         self.cfg = cfg
         self.out = Path(cfg.out)  # made and checked when the run claims it (tssm.rundir)
         self.env = env
         self.rows: list[dict[str, float]] = []
         self.commit = git_commit()
-        self.log_system_metrics = log_system_metrics
+        self.log_system_metrics = bool(getattr(cfg, "system_metrics", False)) if log_system_metrics is None \
+            else log_system_metrics
         self.tracking_uri = cfg.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
         self._mlflow = None  # the client, while the run is being logged
         self._experiment = None
@@ -109,13 +146,22 @@ class Recorder:
 
     # -- MLflow -------------------------------------------------------------------------
     def tags(self) -> dict[str, str]:
+        """Provenance (source, user, commit, config hash, folder) and what a user filters on:
+        dataset, model, method, splits (n), seed, preset, the method's role (where it declares
+        one), ``tssm.kind = train``, and the config's own ``tags`` (pipeline_config, variant,
+        cores, ...)."""
         c = self.cfg
         tags = source_tags("tssm train")
         tags.update({
             "dataset": c.dataset, "model": c.model, "method": c.method, "splits": str(c.splits),
-            "seed": str(c.seed), "git_commit": self.commit,
+            "seed": str(c.seed), "git_commit": self.commit, "tssm.kind": "train",
             "config_hash": c.config_hash(), "out": str(self.out),
+            "mlflow.note.content": RUN_NOTE.format(out=self.out, uri=self.tracking_uri,
+                                                   artifacts=artifacts_hint(self.tracking_uri)),
         })
+        role = getattr(c.method_class, "role", None)
+        if isinstance(role, str) and role:
+            tags["role"] = role
         if c.preset is not None:  # the preset and what it set (params hold every final value)
             tags["preset"] = c.preset
             tags["preset.set"] = ", ".join(f"{k}={v}" for k, v in c.preset_values().items())
@@ -178,11 +224,14 @@ class Recorder:
             tags["resumed_from_run"] = f"{resume_uri or self.tracking_uri} {resume_run_id}"
         if previous is not None and previous[1] != resume_run_id:
             tags["supersedes"] = previous[1] if previous[0] == self.tracking_uri else " ".join(previous)
+        parent = self._parent_run()
+        if parent:
+            tags["mlflow.parentRunId"] = parent
         run = retry_locked(client.create_run, self._experiment.experiment_id, tags=tags, run_name=self.run_name())
         self._run_id, self._artifact_uri = run.info.run_id, run.info.artifact_uri
         from mlflow.entities import DatasetInput, InputTag, Param
 
-        params = [Param(k, str(v)[:6000]) for k, v in self.cfg.hyperparameters().items()]
+        params = [Param(k, str(v)[:6000]) for k, v in run_params(self.cfg).items()]
         retry_locked(client.log_batch, self._run_id, params=params)
         if dataset is not None:
             entity = dataset_entity(dataset, self.cfg)
@@ -289,11 +338,31 @@ class Recorder:
             self._monitor = None
 
     def run_name(self) -> str:
+        """Short and distinct within a study, the distinguishing part first: method, n, seed,
+        the run folder's further levels (an equal-resources budget, a variant, as in
+        tssm.layout), then dataset/model: ``gsadmm-n2-s0-cores4-rho10 digits/mlp``."""
         c = self.cfg
-        name = f"{c.dataset}-{c.model}-{c.method}-n{c.splits}-seed{c.seed}"
-        # the run folder's further levels (an equal-resources budget, a variant), as in tssm.layout
-        extra = ([f"cores{c.tags['cores']}"] if c.tags.get("cores") else []) + [c.tags.get("variant") or ""]
-        return "-".join([name, *filter(None, extra)])
+        parts = [c.method, f"n{c.splits}", f"s{c.seed}"]
+        parts += [f"cores{c.tags['cores']}"] if c.tags.get("cores") else []
+        parts += [c.tags["variant"]] if c.tags.get("variant") else []
+        return f"{'-'.join(parts)} {c.dataset}/{c.model}"
+
+    def _parent_run(self) -> str | None:
+        """The parent run named by :data:`PARENT_ENV` (the pipeline's study run), when this
+        store has it; a name it lacks is a warning, not a child of nothing."""
+        parent = os.environ.get(PARENT_ENV, "").strip()
+        if not parent:
+            return None
+        try:
+            run = retry_locked(self._mlflow.get_run, parent, deadline_s=15)
+        except Exception as e:
+            warn(f"{PARENT_ENV}={parent} is not a run of {self.tracking_uri} ({short_error(e, 120)}); "
+                 f"this run is recorded without a parent")
+            return None
+        if run.info.experiment_id != self._experiment.experiment_id:
+            warn(f"{PARENT_ENV}={parent} is a run of another experiment; this run is recorded without a parent")
+            return None
+        return parent
 
     @property
     def run_id(self) -> str | None:

@@ -116,6 +116,25 @@ def artifacts_root(tracking_uri: str) -> Path | None:
     return None if db is None else db.parent / ARTIFACTS_DIR
 
 
+def ui_command(tracking_uri: str) -> list[str]:
+    """The ``mlflow ui`` command that browses ``tracking_uri`` with its artifacts: a sqlite
+    store's ``mlflow-artifacts:/`` URIs are served from ``mlartifacts/`` next to the database
+    (without ``--artifacts-destination`` the UI looks in ``./mlartifacts`` of wherever it was
+    started, and every artifacts list is silently empty)."""
+    root = artifacts_root(tracking_uri)
+    if root is None:
+        return ["mlflow", "ui", "--backend-store-uri", tracking_uri]
+    return ["mlflow", "ui", "--backend-store-uri", tracking_uri, "--artifacts-destination", str(root)]
+
+
+def artifacts_hint(tracking_uri: str) -> str:
+    """One sentence for a run's description: how to see its artifacts in the UI."""
+    if artifacts_root(tracking_uri) is None:
+        return ""
+    return (f"No artifacts listed? They lie in `{artifacts_root(tracking_uri)}/`: start the UI with "
+            f"`{' '.join(ui_command(tracking_uri))}`.")
+
+
 def ensure_sqlite_store(tracking_uri: str, timeout: float | None = None) -> None:
     """Create the sqlite store of ``tracking_uri`` if there is none, safely.
 

@@ -20,22 +20,26 @@ rule prepare_data:
 
 
 rule mlflow_experiment:
-    """Create (or find) this config's MLflow experiment before any run logs to it."""
+    """Create (or find) this config's MLflow experiment and its study run (the parent of every
+    training run: the config's settings as params, its YAML as config.yaml) before any run logs
+    to it. An edited config makes a new study run that takes over the children."""
     output:
         marker=f"{RESULTS}/mlflow_experiment.json",
+        parent=f"{RESULTS}/mlflow_parent_run_id",
     params:
         python=PYTHON_NAME,
         experiment=EXPERIMENT,
         tracking_uri=TRACKING_URI,
         config_name=NAME,
+        config_yaml=yaml.safe_dump(config, sort_keys=False),
     log:
         f"{LOGS}/mlflow_experiment.log",
     conda:
         ENV_FILE
     shell:
-        "{params.python} \"$TSSM_SCRIPTS/mlflow_experiment.py\" --name {params.experiment:q}"
+        "printf '%s' {params.config_yaml:q} | {params.python} \"$TSSM_SCRIPTS/mlflow_experiment.py\" --name {params.experiment:q}"
         " --tracking-uri {params.tracking_uri:q} --tag pipeline_config={params.config_name:q}"
-        " --out {output.marker:q} > {log:q} 2>&1"
+        " --config-yaml - --parent-out {output.parent:q} --out {output.marker:q} > {log:q} 2>&1"
 
 
 rule train:
@@ -50,6 +54,7 @@ rule train:
     input:
         # ancient(): these only order the jobs; re-creating a marker must not re-run training
         experiment=ancient(rules.mlflow_experiment.output.marker),
+        parent=ancient(rules.mlflow_experiment.output.parent),  # the study run, a child's parent
         data=lambda wc: ancient(data_marker(wc.dataset)),
         tuned=tuned_input,  # a tuned experiment's final runs start after the selection
     output:
@@ -76,5 +81,5 @@ rule train:
         variant=r"(/[^/]+)?",  # empty, or a slash and the variant name (an experiment with a `grid:`)
     shell:
         "mkdir -p {params.out:q} && printf '%s' {params.point:q} > {params.out:q}/point.yaml &&"
-        " {params.launcher} train --config {params.out:q}/point.yaml --out {params.out:q} --overwrite --no-progress > {log:q} 2>&1"
+        " TSSM_MLFLOW_PARENT_RUN_ID=$(cat {input.parent:q}) {params.launcher} train --config {params.out:q}/point.yaml --out {params.out:q} --overwrite --no-progress > {log:q} 2>&1"
         " || [ $? -eq 3 ]"
