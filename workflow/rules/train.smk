@@ -31,7 +31,7 @@ rule mlflow_experiment:
         experiment=EXPERIMENT,
         tracking_uri=TRACKING_URI,
         config_name=NAME,
-        config_yaml=yaml.safe_dump(config, sort_keys=False),
+        config_yaml=yaml.safe_dump(json.loads(json.dumps(config)), sort_keys=False),  # plain data (no OrderedDict)
     log:
         f"{LOGS}/mlflow_experiment.log",
     conda:
