@@ -7,12 +7,13 @@ from .store import PORTABLE_ARTIFACT_ROOT, TrackingError, retry_locked, short_er
 
 def experiment_description(name: str, pipeline_config: str | None = None) -> str:
     """The experiment's description (tag ``mlflow.note.content``, shown by the UI)."""
-    where = (f"the runs of the tssm-bench pipeline config `{pipeline_config}` (one run per grid point; "
-             f"`{pipeline_config} (pipeline)` holds summary.csv, summary.md and the figures)"
-             if pipeline_config else "tssm-bench training runs (`tssm train`)")
+    where = (f"the runs of the tssm-bench pipeline config `{pipeline_config}`: the parent run "
+             f"`{pipeline_config} (pipeline)` holds the config (params, config.yaml) and, once the pipeline "
+             f"has finished, summary.csv, summary.md and the figures; expand it for its training runs, "
+             f"one per grid point" if pipeline_config else "tssm-bench training runs (`tssm train`)")
     return (f"**{name}**: {where}.\n\n"
-            "Each run: params = the hyperparameters the method reads; metrics per epoch (train/test accuracy "
-            "and loss, objective, residuals, timings, peak memory); the dataset as input; metrics.csv and "
+            "Each training run: params = the settings its method and model read; metrics per epoch (train/test "
+            "accuracy and loss, objective, residuals, timings, peak memory); the dataset as input; metrics.csv and "
             "run.json as artifacts. Filter with e.g. `tags.method = \"gsadmm\" and tags.splits = \"2\"`.")
 
 
