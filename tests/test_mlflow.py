@@ -501,3 +501,18 @@ def test_ui_command_serves_the_artifacts_next_to_the_store():
     assert store.ui_command("sqlite:///results/mlflow.db") == [
         "mlflow", "ui", "--backend-store-uri", "sqlite:///results/mlflow.db",
         "--artifacts-destination", "results/mlartifacts"]
+
+
+def test_ui_launcher_names_the_command_and_the_runs_table(tmp_path, capsys):
+    from tssm.tracking import ui
+
+    assert ui.main(["--store", str(tmp_path / "none.db"), "--print"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: no MLflow store at")
+    uri, code = _train(tmp_path, "--out", str(tmp_path / "run"))
+    assert code == 0
+    capsys.readouterr()
+    assert ui.main(["--store", str(store.sqlite_path(uri)), "--print"]) == 0
+    out = capsys.readouterr().out
+    assert f"--artifacts-destination {tmp_path}/results/mlartifacts" in out
+    assert "/runs?workflowType=machine_learning" in out

@@ -172,6 +172,7 @@ def ensure_sqlite_store(tracking_uri: str, timeout: float | None = None) -> None
                             f"for {timeout or RETRY_SECONDS:.0f} s; check for a hung process") from None
 
 
+@contextlib.contextmanager
 def _http_env(**values: str):
     """MLflow's HTTP settings (MLFLOW_HTTP_REQUEST_*) for the calls inside."""
     old = {k: os.environ.get(k) for k in values}

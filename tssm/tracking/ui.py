@@ -18,6 +18,16 @@ from ..errors import warn
 from .store import artifacts_root, ui_command
 
 
+def experiment_urls(tracking_uri: str, base: str) -> list[tuple[str, str]]:
+    """(name, URL of its runs table in Model training mode) of every experiment with runs
+    (MLflow 3's UI opens in GenAI mode otherwise: a traces overview, no runs)."""
+    from .store import open_client, retry_locked
+
+    client = open_client(tracking_uri)
+    return [(e.name, f"{base}/#/experiments/{e.experiment_id}/runs?workflowType=machine_learning")
+            for e in retry_locked(client.search_experiments) if e.name != "Default"]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tssm.tracking.ui", description=__doc__.split("\n\n")[0])
     p.add_argument("--store", default="results/mlflow.db", help="the sqlite database (default: results/mlflow.db)")
@@ -34,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         warn(f"{artifacts_root(uri)}/ does not exist: runs will list no artifacts (moved without it?)")
     cmd = [*ui_command(uri), "--host", args.host, "--port", str(args.port)]
     print(" ".join(cmd), flush=True)
+    for name, url in experiment_urls(uri, f"http://{args.host}:{args.port}"):
+        print(f"  {name}: {url}", flush=True)
     if args.print:
         return 0
     exe = shutil.which("mlflow") or str(Path(sys.executable).parent / "mlflow")
