@@ -478,14 +478,22 @@ def test_study_nests_runs_with_the_params_they_read_and_the_results(tmp_path, mo
     assert not {"rho", "cuts", "balance"} & set(runs["adam-n1-s0 digits/mlp"].data.params)
     assert runs["adam-n1-s0 digits/mlp"].data.params["lr"] == "0.001"  # unset: the rate it used
 
+    # the config edited (a seed added): the pipeline's last step makes a new parent, which takes
+    # over the children; a run started with the old id follows superseded_by
     edited = text.replace("seeds:\n  - 0", "seeds:\n  - 0\n  - 1")
     assert edited != text
-    new = study.open_study(client, uri, exp.experiment_id, "tiny", edited, yaml.safe_load(edited))
+    info = study.close_study(client, uri, exp.experiment_id, "tiny", parent, [tmp_path / "summary.csv"], [],
+                             {"finished": 2}, None, edited, yaml.safe_load(edited))
+    new = info["run_id"]
     assert new != parent
+    _, code = _train(tmp_path, "--method", "adam", "--splits", "1", "--seed", "1", "--tags", "pipeline_config=tiny",
+                     "--out", str(tmp_path / "adam1"), experiment="study")  # PARENT_ENV still names the old one
+    assert code == 0
     children = [r for r in _runs(uri, "study") if r.data.tags.get("tssm.kind") == "train"]
-    assert len(children) == 2 and all(r.data.tags["mlflow.parentRunId"] == new for r in children)
+    assert len(children) == 3 and all(r.data.tags["mlflow.parentRunId"] == new for r in children)
     old = _all_runs(uri, "study")[parent]
     assert old.info.lifecycle_stage == "deleted" and old.data.tags["superseded_by"] == new
+    assert _client(uri).get_run(new).data.params["experiments.main.seeds"] == "[0, 1]"
 
 
 def test_system_metrics_switch_from_the_cli(tmp_path, monkeypatch):

@@ -348,20 +348,25 @@ class Recorder:
         return f"{'-'.join(parts)} {c.dataset}/{c.model}"
 
     def _parent_run(self) -> str | None:
-        """The parent run named by :data:`PARENT_ENV` (the pipeline's study run), when this
-        store has it; a name it lacks is a warning, not a child of nothing."""
+        """The parent run named by :data:`PARENT_ENV` (the pipeline's study run), or the run
+        that superseded it (an edited config's new study run); a name this store lacks is a
+        warning, not a child of nothing."""
         parent = os.environ.get(PARENT_ENV, "").strip()
-        if not parent:
-            return None
-        try:
-            run = retry_locked(self._mlflow.get_run, parent, deadline_s=15)
-        except Exception as e:
-            warn(f"{PARENT_ENV}={parent} is not a run of {self.tracking_uri} ({short_error(e, 120)}); "
-                 f"this run is recorded without a parent")
-            return None
-        if run.info.experiment_id != self._experiment.experiment_id:
-            warn(f"{PARENT_ENV}={parent} is a run of another experiment; this run is recorded without a parent")
-            return None
+        for _ in range(10):  # a chain of superseded parents, bounded
+            if not parent:
+                return None
+            try:
+                run = retry_locked(self._mlflow.get_run, parent, deadline_s=15)
+            except Exception as e:
+                warn(f"{PARENT_ENV}={parent} is not a run of {self.tracking_uri} ({short_error(e, 120)}); "
+                     f"this run is recorded without a parent")
+                return None
+            if run.info.experiment_id != self._experiment.experiment_id:
+                warn(f"{PARENT_ENV}={parent} is a run of another experiment; this run is recorded without a parent")
+                return None
+            if run.info.lifecycle_stage != "deleted" or not run.data.tags.get("superseded_by"):
+                return parent
+            parent = run.data.tags["superseded_by"]
         return parent
 
     @property

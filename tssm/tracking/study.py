@@ -5,8 +5,10 @@ run its child.
   creates the parent run ``<config> (pipeline)``: the config's settings as params, the config
   YAML as the artifact ``config.yaml``, status RUNNING while the pipeline works. The training
   runs find it through ``TSSM_MLFLOW_PARENT_RUN_ID`` (:data:`tssm.tracking.recorder.PARENT_ENV`).
-  A config edited since gets a new parent (params are immutable in MLflow): the old one is
-  marked ``superseded_by``, deleted (restorable), and its children move to the new one.
+- A config edited since gets a new parent at the pipeline's end (params are immutable in
+  MLflow; the first step does not re-run on an edit, which would hold back the new points'
+  jobs): the old one is marked ``superseded_by``, deleted (restorable), and its children move
+  to the new one; a run started under the old id follows ``superseded_by``.
 - :func:`close_study` (the pipeline's last step) attaches summary, figures and report files,
   takes in any training run of the config that has no parent yet, and closes it FINISHED.
 """
@@ -24,6 +26,19 @@ from .store import artifact_repository, artifacts_hint, retry_locked
 KIND = "pipeline"
 #: MLflow's limits on a param's key and value.
 PARAM_KEY_MAX, PARAM_VALUE_MAX = 250, 6000
+
+
+def read_config_files(paths: list[str | Path]) -> tuple[str, dict[str, Any]]:
+    """The text of the pipeline's config file(s) (several: each under a ``# <path>`` line) and
+    their settings (later files override earlier keys, as Snakemake merges them)."""
+    import yaml
+
+    texts = [Path(p).read_text() for p in paths]
+    merged: dict[str, Any] = {}
+    for t in texts:
+        merged.update(yaml.safe_load(t) or {})
+    text = texts[0] if len(texts) == 1 else "".join(f"# {p}\n{t}\n" for p, t in zip(paths, texts))
+    return text, merged
 
 
 def study_name(config_name: str) -> str:
@@ -125,11 +140,16 @@ def adopt(client, experiment_id: str, parent: str, filter_string: str) -> int:
 
 
 def close_study(client, tracking_uri: str, experiment_id: str, config_name: str, parent: str,
-                files: list[Path], figures: list[Path], statuses: dict[str, int], summary_md: str | None) -> dict:
+                files: list[Path], figures: list[Path], statuses: dict[str, int], summary_md: str | None,
+                config_text: str | None = None, config: dict[str, Any] | None = None) -> dict:
     """Attach the pipeline's results to the parent run, adopt the config's training runs that
-    have no parent yet (trained before the study existed, or without the variable), close it
-    FINISHED. Returns what it attached."""
+    have no other parent (trained before the study existed, without the variable, or under a
+    superseded parent), close it FINISHED. A config edited since the parent was made
+    (``config_text``) first gets its new parent (:func:`open_study`). Returns what it attached."""
     run = retry_locked(client.get_run, parent)
+    if config_text is not None and run.data.tags.get("config_sha") != hashlib.sha256(config_text.encode()).hexdigest()[:16]:
+        parent = open_study(client, tracking_uri, experiment_id, config_name, config_text, config or {})
+        run = retry_locked(client.get_run, parent)
     repo = artifact_repository(tracking_uri, run.info.artifact_uri)
     for f in files:
         retry_locked(repo.log_artifact, str(f))

@@ -22,7 +22,7 @@ rule prepare_data:
 rule mlflow_experiment:
     """Create (or find) this config's MLflow experiment and its study run (the parent of every
     training run: the config's settings as params, its YAML as config.yaml) before any run logs
-    to it. An edited config makes a new study run that takes over the children."""
+    to it. An edited config gets a new study run at the end (mlflow_pipeline_run)."""
     output:
         marker=f"{RESULTS}/mlflow_experiment.json",
         parent=f"{RESULTS}/mlflow_parent_run_id",
@@ -31,15 +31,17 @@ rule mlflow_experiment:
         experiment=EXPERIMENT,
         tracking_uri=TRACKING_URI,
         config_name=NAME,
-        config_yaml=yaml.safe_dump(json.loads(json.dumps(config)), sort_keys=False),  # plain data (no OrderedDict)
+        # the config files by name (read when the step runs): an edited config does not re-run this
+        # step (which would hold back the new points' jobs); the last step updates the study instead
+        configfiles=" ".join(shlex.quote(str(f)) for f in workflow.configfiles),
     log:
         f"{LOGS}/mlflow_experiment.log",
     conda:
         ENV_FILE
     shell:
-        "printf '%s' {params.config_yaml:q} | {params.python} \"$TSSM_SCRIPTS/mlflow_experiment.py\" --name {params.experiment:q}"
+        "{params.python} \"$TSSM_SCRIPTS/mlflow_experiment.py\" --name {params.experiment:q}"
         " --tracking-uri {params.tracking_uri:q} --tag pipeline_config={params.config_name:q}"
-        " --config-yaml - --parent-out {output.parent:q} --out {output.marker:q} > {log:q} 2>&1"
+        " --config-files {params.configfiles} --parent-out {output.parent:q} --out {output.marker:q} > {log:q} 2>&1"
 
 
 rule train:

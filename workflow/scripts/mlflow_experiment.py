@@ -15,12 +15,10 @@ import argparse
 import sys
 from pathlib import Path
 
-import yaml
-
 from tssm.files import atomic_write_text, write_marker
 from tssm.tracking.experiment import ensure_experiment, experiment_description
 from tssm.tracking.store import TrackingError, open_client, short_error
-from tssm.tracking.study import open_study
+from tssm.tracking.study import open_study, read_config_files
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,26 +28,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE", help="experiment tag (repeatable)")
     p.add_argument("--artifact-location", help="artifact root of a new experiment (default: for sqlite, "
                                                 "mlflow-artifacts:/<id>, stored in mlartifacts/ next to the database)")
-    p.add_argument("--config-yaml", metavar="FILE", help="the pipeline config ('-': stdin): makes the study run "
-                                                         "(needs the tag pipeline_config=NAME)")
+    p.add_argument("--config-files", nargs="*", default=[], metavar="FILE",
+                   help="the pipeline's config file(s): makes the study run (needs the tag pipeline_config=NAME)")
     p.add_argument("--parent-out", help="file to write the study run's id into")
     p.add_argument("--out", required=True, help="marker JSON to write")
     args = p.parse_args(argv)
     tags = dict(t.split("=", 1) for t in args.tag)
     name = tags.get("pipeline_config")
-    if args.config_yaml and not name:
-        print("error: --config-yaml needs --tag pipeline_config=NAME (the study run's name)", file=sys.stderr)
+    if args.config_files and not name:
+        print("error: --config-files needs --tag pipeline_config=NAME (the study run's name)", file=sys.stderr)
         return 2
     try:
         client = open_client(args.tracking_uri)
         exp = ensure_experiment(client, args.tracking_uri, args.name, tags, args.artifact_location,
                                 description=experiment_description(args.name, name))
         parent = None
-        if args.config_yaml:
-            text = sys.stdin.read() if args.config_yaml == "-" else open(args.config_yaml).read()
+        if args.config_files:
             try:
-                parent = open_study(client, args.tracking_uri, exp.experiment_id, name, text,
-                                    yaml.safe_load(text) or {})
+                text, config = read_config_files(args.config_files)
+                parent = open_study(client, args.tracking_uri, exp.experiment_id, name, text, config)
             except Exception as e:
                 raise TrackingError(f"study run of {name!r} in {args.tracking_uri}: {short_error(e)}") from None
     except TrackingError as e:
