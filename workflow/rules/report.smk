@@ -50,7 +50,6 @@ rule mlflow_pipeline_run:
         python=PYTHON_NAME,
         tracking_uri=TRACKING_URI,
         config_name=NAME,
-        configfiles=" ".join(shlex.quote(str(f)) for f in workflow.configfiles),
     log:
         f"{LOGS}/mlflow_pipeline_run.log",
     conda:
@@ -59,4 +58,4 @@ rule mlflow_pipeline_run:
         "{params.python} {input.script:q} --experiment-marker {input.experiment:q}"
         " --tracking-uri {params.tracking_uri:q} --config-name {params.config_name:q}"
         " --summary-csv {input.summary:q} --summary-md {input.table:q} --files {input.files:q}"
-        " --figures {input.figures:q} --config-files {params.configfiles} --out {output.marker:q} > {log:q} 2>&1"
+        " --figures {input.figures:q} --config-files {MLFLOW_CONFIG_FILES} --out {output.marker:q} > {log:q} 2>&1"

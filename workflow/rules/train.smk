@@ -19,6 +19,13 @@ rule prepare_data:
         " --root {params.root:q} --marker {output.marker:q} > {log:q} 2>&1"
 
 
+# The config file(s) the study run records, read when the MLflow steps run. Not a param: a
+# param that changes (an edited or moved config) re-runs mlflow_experiment, and that step
+# re-running holds back the new points' jobs in the same call; mlflow_pipeline_run updates the
+# study for an edited config instead.
+MLFLOW_CONFIG_FILES = " ".join(shlex.quote(os.path.relpath(f)) for f in workflow.configfiles)
+
+
 rule mlflow_experiment:
     """Create (or find) this config's MLflow experiment and its study run (the parent of every
     training run: the config's settings as params, its YAML as config.yaml) before any run logs
@@ -31,9 +38,6 @@ rule mlflow_experiment:
         experiment=EXPERIMENT,
         tracking_uri=TRACKING_URI,
         config_name=NAME,
-        # the config files by name (read when the step runs): an edited config does not re-run this
-        # step (which would hold back the new points' jobs); the last step updates the study instead
-        configfiles=" ".join(shlex.quote(str(f)) for f in workflow.configfiles),
     log:
         f"{LOGS}/mlflow_experiment.log",
     conda:
@@ -41,7 +45,7 @@ rule mlflow_experiment:
     shell:
         "{params.python} \"$TSSM_SCRIPTS/mlflow_experiment.py\" --name {params.experiment:q}"
         " --tracking-uri {params.tracking_uri:q} --tag pipeline_config={params.config_name:q}"
-        " --config-files {params.configfiles} --parent-out {output.parent:q} --out {output.marker:q} > {log:q} 2>&1"
+        " --config-files {MLFLOW_CONFIG_FILES} --parent-out {output.parent:q} --out {output.marker:q} > {log:q} 2>&1"
 
 
 rule train:
