@@ -312,7 +312,7 @@ def _other_config(c: Ctx) -> Outcome:
 
 @case("sqlite store locked when the run starts", 0)
 def _locked_store(c: Ctx) -> Outcome:
-    from tssm.tracking import ensure_sqlite_store
+    from tssm.tracking.store import ensure_sqlite_store
 
     ensure_sqlite_store(c.uri)
     held = threading.Event()
@@ -864,7 +864,7 @@ def _full_disk_checkpoint(c: Ctx) -> Outcome:
 def _full_disk_checkpoint_mlflow(c: Ctx) -> Outcome:
     from mlflow.tracking import MlflowClient
 
-    from tssm.tracking import ensure_sqlite_store
+    from tssm.tracking.store import ensure_sqlite_store
 
     ensure_sqlite_store(c.uri)  # the store exists; its file may grow by 400 kB, the checkpoint needs more
     MlflowClient(c.uri).create_experiment(EXPERIMENT)

@@ -29,7 +29,9 @@ import torch
 from .config import RunConfig
 from .errors import TSSMError
 from .solvers import Solver, Stage
-from .tracking import current_umask, git_commit, warn
+from .environment import git_commit
+from .errors import warn
+from .files import current_umask
 
 
 class CheckpointError(TSSMError):

@@ -134,7 +134,7 @@ DEFAULT_LR = {"sgd": 0.01, "adam": 0.001}
 #: Fields of RunConfig that do not change the numbers (where a run goes, how it is recorded). The
 #: data's *content* does: the run identity hashes it (``data_identity``), never its path.
 RECORDING = ("data_root", "download", "threads", "out", "tracking_uri", "experiment", "mlflow", "checkpoint", "tags",
-             "tuned_file", "checkpoint_every")
+             "tuned_file", "checkpoint_every", "system_metrics")
 #: Execution knobs that never change the numbers (how long a rank waits for a peer).
 EXECUTION_ONLY = ("dist_timeout",)
 
@@ -209,6 +209,7 @@ class RunConfig:
     checkpoint_every: int = option(1, group="tracking", minimum=1,
                                    help="epochs between checkpoints (also at a stop by signal); larger for big "
                                         "auxiliary state on slow shared disks (a requeued job reruns up to this many - 1)")
+    system_metrics: bool = option(False, group="tracking", help="MLflow system metrics: CPU, memory, disk, network, GPU sampled every 10 s")
     tags: dict[str, str] = option(group="tracking", factory=dict, help="extra MLflow tags")
     # the chosen method's section (its Settings dataclass); filled from flat keys by from_dict
     settings: MethodSettings | None = field(default=None, repr=False)

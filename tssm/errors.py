@@ -53,3 +53,10 @@ def exit_before_start(signum, frame) -> None:
 
     print(f"error: {NOTHING_TRAINED}", file=sys.stderr, flush=True)
     os._exit(4)
+
+
+def warn(message: str) -> None:
+    """One line on stderr, ``warning: ...`` (something the user should know; the run goes on)."""
+    import sys
+
+    print(f"warning: {message}", file=sys.stderr, flush=True)

@@ -34,7 +34,8 @@ from .parallel import (DistributedExecutor, Executor, SerialExecutor, agree_on_c
 from .solvers import Solver, Stage, make_solver
 from .rundir import RunFolder, RunFolderError
 from .split import balanced_cuts, block_flops, block_sizes, check_splits, compute_cuts, split_model
-from .tracking import Recorder, environment
+from .environment import environment
+from .tracking.recorder import Recorder
 
 
 def resolve_device(name: str) -> torch.device:

@@ -130,7 +130,7 @@ class RunFolder:
             return "unreadable" if (self.out / "run.json").exists() else None
 
     def _write_owner(self) -> None:
-        from .tracking import atomic_write_text
+        from .files import atomic_write_text
 
         atomic_write_text(self.out / OWNER, json.dumps({"config_hash": self.hash, "config": self.config}, indent=1))
 

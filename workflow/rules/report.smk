@@ -35,19 +35,19 @@ rule figures:
 
 
 rule mlflow_pipeline_run:
-    """One MLflow run per config, `<name> (pipeline)`: summary.csv, summary.md and every figure
-    as artifacts (tag pipeline_config=<name>, tssm.kind=pipeline)."""
+    """The config's study run (made by mlflow_experiment) gets summary.csv, summary.md,
+    summary.html, tuning.md (with `tuning:`) and every figure as artifacts, and is closed."""
     input:
         experiment=rules.mlflow_experiment.output.marker,
         summary=f"{RESULTS}/summary.csv",
         table=f"{RESULTS}/summary.md",
+        files=[f"{RESULTS}/summary.html"] + ([f"{RESULTS}/tuning.md"] if TRIAL_RUNS else []),
         figures=FIGURE_FILES,
         script=f"{REPO}/workflow/scripts/mlflow_pipeline_run.py",
     output:
         marker=f"{RESULTS}/mlflow_pipeline_run.json",
     params:
         python=PYTHON_NAME,
-        experiment=EXPERIMENT,
         tracking_uri=TRACKING_URI,
         config_name=NAME,
     log:
@@ -55,7 +55,7 @@ rule mlflow_pipeline_run:
     conda:
         ENV_FILE
     shell:
-        "{params.python} {input.script:q} --experiment {params.experiment:q}"
+        "{params.python} {input.script:q} --experiment-marker {input.experiment:q}"
         " --tracking-uri {params.tracking_uri:q} --config-name {params.config_name:q}"
-        " --summary-csv {input.summary:q} --summary-md {input.table:q} --figures {input.figures:q}"
-        " --out {output.marker:q} > {log:q} 2>&1"
+        " --summary-csv {input.summary:q} --summary-md {input.table:q} --files {input.files:q}"
+        " --figures {input.figures:q} --config-files {MLFLOW_CONFIG_FILES} --out {output.marker:q} > {log:q} 2>&1"

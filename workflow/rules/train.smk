@@ -19,10 +19,20 @@ rule prepare_data:
         " --root {params.root:q} --marker {output.marker:q} > {log:q} 2>&1"
 
 
+# The config file(s) the study run records, read when the MLflow steps run. Not a param: a
+# param that changes (an edited or moved config) re-runs mlflow_experiment, and that step
+# re-running holds back the new points' jobs in the same call; mlflow_pipeline_run updates the
+# study for an edited config instead.
+MLFLOW_CONFIG_FILES = " ".join(shlex.quote(os.path.relpath(f)) for f in workflow.configfiles)
+
+
 rule mlflow_experiment:
-    """Create (or find) this config's MLflow experiment before any run logs to it."""
+    """Create (or find) this config's MLflow experiment and its study run (the parent of every
+    training run: the config's settings as params, its YAML as config.yaml) before any run logs
+    to it. An edited config gets a new study run at the end (mlflow_pipeline_run)."""
     output:
         marker=f"{RESULTS}/mlflow_experiment.json",
+        parent=f"{RESULTS}/mlflow_parent_run_id",
     params:
         python=PYTHON_NAME,
         experiment=EXPERIMENT,
@@ -35,7 +45,7 @@ rule mlflow_experiment:
     shell:
         "{params.python} \"$TSSM_SCRIPTS/mlflow_experiment.py\" --name {params.experiment:q}"
         " --tracking-uri {params.tracking_uri:q} --tag pipeline_config={params.config_name:q}"
-        " --out {output.marker:q} > {log:q} 2>&1"
+        " --config-files {MLFLOW_CONFIG_FILES} --parent-out {output.parent:q} --out {output.marker:q} > {log:q} 2>&1"
 
 
 rule train:
@@ -50,6 +60,7 @@ rule train:
     input:
         # ancient(): these only order the jobs; re-creating a marker must not re-run training
         experiment=ancient(rules.mlflow_experiment.output.marker),
+        parent=ancient(rules.mlflow_experiment.output.parent),  # the study run, a child's parent
         data=lambda wc: ancient(data_marker(wc.dataset)),
         tuned=tuned_input,  # a tuned experiment's final runs start after the selection
     output:
@@ -76,5 +87,5 @@ rule train:
         variant=r"(/[^/]+)?",  # empty, or a slash and the variant name (an experiment with a `grid:`)
     shell:
         "mkdir -p {params.out:q} && printf '%s' {params.point:q} > {params.out:q}/point.yaml &&"
-        " {params.launcher} train --config {params.out:q}/point.yaml --out {params.out:q} --overwrite --no-progress > {log:q} 2>&1"
+        " TSSM_MLFLOW_PARENT_RUN_ID=$(cat {input.parent:q}) {params.launcher} train --config {params.out:q}/point.yaml --out {params.out:q} --overwrite --no-progress > {log:q} 2>&1"
         " || [ $? -eq 3 ]"

@@ -1,76 +1,62 @@
-"""One MLflow run per pipeline config that holds what the pipeline made of its runs:
-summary.csv, summary.md and every figure as artifacts, summary.md as the run's description.
-
-Named `<config name> (pipeline)` and tagged `pipeline_config=<name>`, `tssm.kind=pipeline`
-(filter: `tags.tssm.kind = "pipeline"`). Each execution makes a new run; the older pipeline
-runs of the same config get the tag `superseded_by=<new run id>`. Writes a marker JSON.
-Problems print one line, `error: ...`, and exit 2 (the marker is not written).
+"""The pipeline's last MLflow step: the config's study run (made before the fan-out by
+mlflow_experiment.py) gets summary.csv, summary.md, summary.html, the figures (under
+figures/) and any further report files as artifacts, summary.md in its description and the
+run counts as metrics; training runs of the config without a parent are adopted; the study
+run is closed FINISHED (tssm.tracking.study.close_study); a config edited since the study run was
+made gets a new one that takes over the children. Writes a marker JSON. Problems print
+one line, `error: ...`, and exit 2 (the marker is not written).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
-from tssm.tracking import (TrackingError, artifact_repository, ensure_experiment, open_client, retry_locked,
-                           short_error, source_tags, write_marker)
+from tssm.files import write_marker
+from tssm.tracking.store import TrackingError, open_client, short_error
+from tssm.tracking.study import close_study, read_config_files, study_name
 
 
-def record(tracking_uri: str, experiment: str, config_name: str, summary_csv: Path, summary_md: Path,
-           figures: list[Path]) -> dict:
+def record(tracking_uri: str, experiment_marker: Path, config_name: str, summary_csv: Path, summary_md: Path,
+           files: list[Path], figures: list[Path], config_files: list[Path]) -> dict:
     import pandas as pd
 
+    marker = json.loads(experiment_marker.read_text())
+    parent = marker.get("parent_run_id")
+    if not parent:
+        raise TrackingError(f"{experiment_marker} names no study run (made by an older version): delete it and "
+                            f"run snakemake again")
     client = open_client(tracking_uri)
-    exp = ensure_experiment(client, tracking_uri, experiment, {"pipeline_config": config_name})
+    summary = pd.read_csv(summary_csv)
+    statuses = summary["status"].value_counts().to_dict() if "status" in summary else {}
     try:
-        old = retry_locked(client.search_runs, [exp.experiment_id],
-                           filter_string=f"tags.pipeline_config = '{config_name}' and tags.`tssm.kind` = 'pipeline'")
-        summary = pd.read_csv(summary_csv)
-        statuses = summary["status"].value_counts().to_dict() if "status" in summary else {}
-        tags = {**source_tags("snakemake (tssm pipeline)"), "pipeline_config": config_name, "tssm.kind": "pipeline",
-                "runs": str(len(summary)), "mlflow.note.content": summary_md.read_text()[:60000]}
-        run = retry_locked(client.create_run, exp.experiment_id, tags=tags, run_name=f"{config_name} (pipeline)")
-        run_id = run.info.run_id
-        try:
-            for key in ("finished", "diverged", "failed", "interrupted"):
-                retry_locked(client.log_metric, run_id, f"runs_{key}", float(statuses.get(key, 0)))
-            repo = artifact_repository(tracking_uri, run.info.artifact_uri)
-            retry_locked(repo.log_artifact, str(summary_csv))
-            retry_locked(repo.log_artifact, str(summary_md))
-            for fig in figures:
-                retry_locked(repo.log_artifact, str(fig), "figures")
-        except Exception as e:  # never leave it RUNNING
-            try:
-                client.set_tag(run_id, "tracking_error", short_error(e))
-                client.set_terminated(run_id, "FAILED")
-            finally:
-                raise TrackingError(f"pipeline run of {config_name!r}: {short_error(e)}") from None
-        retry_locked(client.set_terminated, run_id, "FINISHED")
-        for prev in old:
-            retry_locked(client.set_tag, prev.info.run_id, "superseded_by", run_id)
-    except TrackingError:
-        raise
+        text, config = read_config_files(config_files) if config_files else (None, None)
+        info = close_study(client, tracking_uri, marker["experiment_id"], config_name, parent,
+                           [summary_csv, summary_md, *files], figures, statuses, summary_md.read_text(), text, config)
     except Exception as e:
-        raise TrackingError(f"pipeline run of {config_name!r} in {tracking_uri}: {short_error(e)}") from None
-    return {"experiment": experiment, "experiment_id": exp.experiment_id, "run_id": run_id,
-            "run_name": f"{config_name} (pipeline)", "tracking_uri": tracking_uri,
-            "artifacts": [summary_csv.name, summary_md.name] + [f"figures/{f.name}" for f in figures]}
+        raise TrackingError(f"study run of {config_name!r} in {tracking_uri}: {short_error(e)}") from None
+    return {"experiment": marker["experiment"], "experiment_id": marker["experiment_id"],
+            "run_name": study_name(config_name), "tracking_uri": tracking_uri, "runs": len(summary), **info}
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--experiment", required=True)
     p.add_argument("--tracking-uri", required=True)
+    p.add_argument("--experiment-marker", required=True, type=Path, help="mlflow_experiment.py's marker")
     p.add_argument("--config-name", required=True)
     p.add_argument("--summary-csv", required=True, type=Path)
     p.add_argument("--summary-md", required=True, type=Path)
+    p.add_argument("--files", nargs="*", default=[], type=Path, help="further report files (summary.html, ...)")
     p.add_argument("--figures", nargs="*", default=[], type=Path)
+    p.add_argument("--config-files", nargs="*", default=[], type=Path,
+                   help="the pipeline's config file(s): an edited config gets a new study run")
     p.add_argument("--out", required=True, help="marker JSON to write")
     args = p.parse_args(argv)
     try:
-        info = record(args.tracking_uri, args.experiment, args.config_name, args.summary_csv, args.summary_md,
-                      args.figures)
+        info = record(args.tracking_uri, args.experiment_marker, args.config_name, args.summary_csv,
+                      args.summary_md, args.files, args.figures, args.config_files)
     except TrackingError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

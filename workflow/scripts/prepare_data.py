@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from tssm.tracking import write_marker
+from tssm.files import write_marker
 
 
 def main(argv: list[str] | None = None) -> int:
