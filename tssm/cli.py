@@ -1,5 +1,6 @@
 """Command line: ``tssm train`` runs one configuration (also under torchrun);
-``tssm summary ...`` and ``tssm figures ...`` are :mod:`tssm.summary` and :mod:`tssm.figures`
+``tssm summary ...``, ``tssm figures ...`` and ``tssm plan ...`` are :mod:`tssm.summary`,
+:mod:`tssm.figures` and :mod:`tssm.grid`
 (the rest of the command line goes to them unchanged).
 
 Every field of :class:`tssm.config.RunConfig` and of each method's settings is a flag
@@ -97,13 +98,17 @@ def _tag(s: str) -> tuple[str, str]:
 FORWARDED = {
     "summary": "summary.csv and summary.md of recorded runs",
     "figures": "figures of recorded runs",
+    "plan": "the training runs a pipeline config expands into, and what they cost",
 }
+#: The module of a forwarded subcommand, where it is not named after it.
+FORWARDED_MODULE = {"plan": "grid"}
 
 
 def _forward(command: str, argv: list[str]) -> int:
     import importlib
 
-    return importlib.import_module(f"tssm.{command}").main(argv, prog=f"tssm {command}")
+    module = FORWARDED_MODULE.get(command, command)
+    return importlib.import_module(f"tssm.{module}").main(argv, prog=f"tssm {command}")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -50,6 +50,12 @@ _NUM_CLASSES = {
     "cifar10": 10,
     "cifar100": 100,
 }
+#: Training and test rows of each dataset as its loader returns them (a test checks they agree);
+#: the pipeline's grid refuses an ``n_train`` larger than these before anything trains.
+ROWS: dict[str, tuple[int, int]] = {
+    "digits": (1437, 360), "mnist": (60000, 10000), "fashion_mnist": (60000, 10000), "kmnist": (60000, 10000),
+    "cifar10": (50000, 10000), "cifar100": (50000, 10000),
+}
 _IMAGE_SIZE = {"mnist": 28, "fashion_mnist": 28, "kmnist": 28, "cifar10": 32, "cifar100": 32}
 _MNIST_FILES = (
     "train-images-idx3-ubyte",
@@ -130,6 +136,14 @@ class Dataset:
             y_test=self.y_test[:n_te],
             num_classes=self.num_classes,
         )
+
+
+def check_rows(name: str, n_train: int | None, n_test: int | None) -> None:
+    """Refuse ``n_train``/``n_test`` beyond the rows of dataset ``name`` (:data:`ROWS`), as
+    :meth:`Dataset.subset` does once the data is loaded."""
+    train, test = ROWS[_canonical_name(name)]
+    _check_count("n_train", n_train, train, name)
+    _check_count("n_test", n_test, test, name)
 
 
 def _check_count(what: str, n: int | None, available: int, name: str) -> int:

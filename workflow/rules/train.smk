@@ -64,9 +64,9 @@ rule train:
         f"{LOGS}/train/{{dataset}}/{{model}}/{{method}}/n{{splits}}/seed{{seed}}{{cores}}{{variant}}.log",
     threads: job_threads
     resources:
-        gpu=job_resource("gpus", 0),
-        mem_mb=job_resource("mem_mb", 4000),
-        runtime=job_resource("runtime", 60),
+        gpu=job_resource("gpus"),
+        mem_mb=job_resource("mem_mb"),
+        runtime=job_resource("runtime"),
     conda:
         ENV_FILE
     wildcard_constraints:
