@@ -81,8 +81,8 @@ def test_default_config_is_used_without_configfile(tmp_path: Path):
     r = snakemake(tmp_path, "-n")
     assert r.returncode == 0, r.stderr
     assert job_counts(r.stdout + r.stderr)["train"] == 69
-    assert "results/default/runs/digits/mlp/gsadmm/n10/seed2/run.json" in r.stdout
-    assert "results/default/runs/digits/mlp/gsadmm/n2/seed2/cores2/run.json" in r.stdout
+    assert "results/default/runs/digits/mlp/gsadmm/n10/seed2/done.json" in r.stdout
+    assert "results/default/runs/digits/mlp/gsadmm/n2/seed2/cores2/done.json" in r.stdout
 
 
 @pytest.mark.parametrize("method, splits, ranks, threads", [("gsadmm", 2, 2, 1), ("adam", 1, 1, 2)])
@@ -91,7 +91,7 @@ def test_default_config_runs_figure2_on_equal_resources(tmp_path: Path, method, 
     torch.distributed rank per subnetwork with 1 thread, sgd/adam as one process of 2 threads;
     the serial run of the same point keeps its folder and its one thread."""
     folder = f"results/default/runs/digits/mlp/{method}/n{splits}/seed1"
-    r = snakemake(tmp_path, f"{folder}/cores2/run.json", "-n", "-p")
+    r = snakemake(tmp_path, f"{folder}/cores2/done.json", "-n", "-p")
     assert r.returncode == 0, r.stderr
     torchrun = f"torch.distributed.run --standalone --nproc-per-node {ranks} -m tssm train"
     assert (torchrun in r.stdout) == (ranks > 1)
@@ -99,14 +99,14 @@ def test_default_config_runs_figure2_on_equal_resources(tmp_path: Path, method, 
     point = printed_point(r.stdout)
     assert point["threads"] == threads and point["tags"]["cores"] == "2" and point["tags"]["workers"] == str(ranks)
     assert f"logs/default/train/digits/mlp/{method}/n{splits}/seed1/cores2.log" in r.stdout
-    r = snakemake(tmp_path, f"{folder}/run.json", "-n", "-p")
+    r = snakemake(tmp_path, f"{folder}/done.json", "-n", "-p")
     assert "torch.distributed.run" not in r.stdout
     point = printed_point(r.stdout)
     assert point["threads"] == 1 and "cores" not in point["tags"]
 
 
 def test_paper_config_uses_gpus_and_torchrun_for_workers(tmp_path: Path):
-    target = "results/paper/runs/cifar10/resnet/gsadmm/n3/seed0/run.json"
+    target = "results/paper/runs/cifar10/resnet/gsadmm/n3/seed0/done.json"
     r = snakemake(tmp_path, target, "-n", "-p", "--configfile", str(CONFIGS / "paper.yaml"))
     assert r.returncode == 0, r.stderr
     out = r.stdout
@@ -115,7 +115,7 @@ def test_paper_config_uses_gpus_and_torchrun_for_workers(tmp_path: Path):
     assert point["device"] == "cuda" and point["epochs"] == 500
     assert re.search(r"resources:.*gpu=3", out)
     assert "prepare_data" in out  # the data rule runs before the fan-out
-    single = "results/paper/runs/mnist/mlp/adam/n1/seed0/run.json"
+    single = "results/paper/runs/mnist/mlp/adam/n1/seed0/done.json"
     r = snakemake(tmp_path, single, "-n", "-p", "--configfile", str(CONFIGS / "paper.yaml"))
     assert "torch.distributed.run" not in r.stdout and "-m tssm train" in r.stdout
     assert re.search(r"resources:.*gpu=1", r.stdout)
@@ -125,7 +125,7 @@ def test_sweep_variants_get_their_folder_settings_and_tags(tmp_path: Path):
     """config/sweep.yaml: one variant's job, its point.yaml, tags and log (the grid itself:
     tests/test_grid.py)."""
     variant = "init_demo-rho10-scaling_sample-tau2_1"
-    target = f"results/sweep/runs/fashion_mnist/mlp/gsadmm/n5/seed0/{variant}/run.json"
+    target = f"results/sweep/runs/fashion_mnist/mlp/gsadmm/n5/seed0/{variant}/done.json"
     r = snakemake(tmp_path, target, "-n", "-p", "--configfile", str(CONFIGS / "sweep.yaml"))
     assert r.returncode == 0, r.stderr
     out_dir = f"results/sweep/runs/fashion_mnist/mlp/gsadmm/n5/seed0/{variant}"

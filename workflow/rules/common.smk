@@ -50,8 +50,8 @@ RUN_DIR = f"{RESULTS}/{layout.RUN_DIR}"  # {cores}, {variant}: "" or a slash and
 TUNED_FILE = GRID.tuned_file  # what the tuning selected, read by its final runs (preset: tuned)
 ENV_FILE = "../../envs/tssm.yaml"
 SCRIPTS = f"{REPO}/workflow/scripts"
-ALL_RUNS = [f"{p.folder(RESULTS)}/run.json" for p in GRID.runs()]
-TRIAL_RUNS = [f"{p.folder(RESULTS)}/run.json" for p in GRID.trials()]
+ALL_RUNS = [f"{p.folder(RESULTS)}/done.json" for p in GRID.runs()]  # written once a run finished (train.smk)
+TRIAL_RUNS = [f"{p.folder(RESULTS)}/done.json" for p in GRID.trials()]
 FIGURE_STEMS = layout.figure_stems(GRID.has_variants)  # the sweep figure only for a config with variants
 FIGURE_FILES = [f"{FIGDIR}/{stem}.{ext}" for stem in FIGURE_STEMS for ext in ("png", "pdf")]
 
