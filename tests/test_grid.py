@@ -336,3 +336,78 @@ def test_grid_is_planned_in_milliseconds():
     grid.load(cfg)
     assert time.perf_counter() - t0 < 2.0  # 338 points, each checked as `tssm train` checks it
     assert json.dumps(cfg["figures"])  # defaults filled in
+
+
+# ------------------------------------------------------------------------------ GPUs per job
+def _launch(tmp_path, gpus: int, barrier: int, env: dict):
+    """`python -m tssm.gpu_slots GPUS -- <child>`: the child waits until ``barrier`` children
+    run at once, then prints the devices it was given."""
+    import subprocess
+    import sys
+
+    child = ("import os, pathlib, sys, time; d = pathlib.Path(sys.argv[1]); (d / str(os.getpid())).touch(); "
+             "t = time.time()\nwhile len(list(d.iterdir())) < int(sys.argv[2]) and time.time() - t < 60: time.sleep(0.05)\n"
+             "print(os.environ.get('CUDA_VISIBLE_DEVICES'))")
+    (tmp_path / "started").mkdir(exist_ok=True)
+    return subprocess.Popen([sys.executable, "-m", "tssm.gpu_slots", str(gpus), "--", sys.executable, "-c", child,
+                             str(tmp_path / "started"), str(barrier)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+
+
+def _gpu_env(tmp_path, **extra):
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k not in ("CUDA_VISIBLE_DEVICES", "SLURM_JOB_ID")}
+    return {**env, "TSSM_GPUS": "0,1,2,3", "TSSM_GPU_SLOTS": str(tmp_path / "slots"), **extra}
+
+
+def test_four_concurrent_jobs_get_four_distinct_gpus(tmp_path):
+    """A faked 4-GPU machine: four 1-GPU jobs running at once see four different devices."""
+    procs = [_launch(tmp_path, 1, 4, _gpu_env(tmp_path)) for _ in range(4)]
+    seen = [p.communicate(timeout=120)[0].strip() for p in procs]
+    assert all(p.returncode == 0 for p in procs), [p.stderr.read() for p in procs]
+    assert sorted(seen) == ["0", "1", "2", "3"]
+
+
+def test_two_gpu_jobs_get_disjoint_pairs_and_a_third_waits(tmp_path):
+    import time
+
+    env = _gpu_env(tmp_path)
+    procs = [_launch(tmp_path, 2, 2, env) for _ in range(2)]
+    seen = [set(p.communicate(timeout=120)[0].strip().split(",")) for p in procs]
+    assert seen[0].isdisjoint(seen[1]) and seen[0] | seen[1] == {"0", "1", "2", "3"}
+    # all four taken by a holder: a 1-GPU job waits until the holder ends
+    (tmp_path / "h").mkdir()
+    (tmp_path / "w").mkdir()
+    holder = _launch(tmp_path / "h", 4, 99, env)
+    time.sleep(1.0)
+    waiting = _launch(tmp_path / "w", 1, 1, env)
+    time.sleep(1.5)
+    assert waiting.poll() is None  # still waiting for a GPU
+    holder.kill()  # a killed run frees its GPUs (the kernel drops its locks)
+    holder.communicate()
+    assert waiting.communicate(timeout=60)[0].strip() in {"0", "1", "2", "3"}
+
+
+def test_gpu_slots_leave_cpu_jobs_and_slurm_jobs_alone(tmp_path):
+    import subprocess
+    import sys
+
+    show = [sys.executable, "-c", "import os; print(os.environ.get('CUDA_VISIBLE_DEVICES'))"]
+    run = lambda n, **env: subprocess.run([sys.executable, "-m", "tssm.gpu_slots", str(n), "--", *show],  # noqa: E731
+                                          capture_output=True, text=True, env=_gpu_env(tmp_path, **env))
+    assert run(0).stdout.strip() == "None"
+    assert run(2, SLURM_JOB_ID="7", CUDA_VISIBLE_DEVICES="5,6").stdout.strip() == "5,6"  # SLURM placed it
+    too_many = run(5)
+    assert too_many.returncode == 2 and too_many.stderr.count("\n") == 1
+    assert "needs 5 GPU(s) but this machine shows 4" in too_many.stderr
+
+
+def test_cuda_without_a_gpu_is_one_line():
+    from tssm.gpu_slots import visible_gpus
+
+    g = grid.load(config("paper"))
+    assert "asks for device cuda and up to 4 GPU(s) per job, but this machine shows 0" in g.gpu_shortfall(0)
+    assert g.gpu_shortfall(4) is None and g.gpu_shortfall(2) is not None
+    assert grid.load(config("config")).gpu_shortfall(0) is None
+    assert visible_gpus({"TSSM_GPUS": "2"}) == ["0", "1"] and visible_gpus({"CUDA_VISIBLE_DEVICES": "3,1"}) == ["3", "1"]

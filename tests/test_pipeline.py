@@ -114,6 +114,11 @@ def test_paper_config_uses_gpus_and_torchrun_for_workers(tmp_path: Path):
     point = printed_point(out)
     assert point["device"] == "cuda" and point["epochs"] == 500
     assert re.search(r"resources:.*gpu=3", out)
+    assert "-m tssm.gpu_slots 3 -- python" in out  # its own 3 GPUs on a local multi-GPU machine
+    # what the plan costs, and a warning that this machine has no GPU for it (a dry run goes on)
+    err = r.stderr
+    assert "plan of `paper`: 303 training jobs; 276 jobs x 1 GPU, 9 jobs x 2 GPUs" in err
+    assert "GPU-hours" in err and "warning: config `paper` asks for device cuda" in err
     assert "prepare_data" in out  # the data rule runs before the fan-out
     single = "results/paper/runs/mnist/mlp/adam/n1/seed0/done.json"
     r = snakemake(tmp_path, single, "-n", "-p", "--configfile", str(CONFIGS / "paper.yaml"))
@@ -154,6 +159,17 @@ def test_config_typo_is_one_short_line_before_anything_else(tmp_path: Path):
     assert len(err.splitlines()) < 15 and "$defs" not in err, err
 
 
+def test_cuda_config_stops_early_without_a_gpu(tmp_path: Path):
+    """Not a dry run, local executor, no GPU: one line before any job starts."""
+    cfg = tiny_config(run={"device": "cuda"})
+    env = {k: v for k, v in os.environ.items() if k not in ("TSSM_GPUS", "CUDA_VISIBLE_DEVICES")}
+    r = snakemake(tmp_path, "--cores", "1", "--configfile", str(write_config(tmp_path / "cuda.yaml", cfg)), env=env)
+    assert r.returncode != 0
+    err = r.stdout + r.stderr
+    assert "config `t` asks for device cuda and up to 1 GPU(s) per job, but this machine shows 0" in err, err
+    assert "rule train" not in err and not (tmp_path / "results" / "t" / "runs").exists()
+
+
 def test_schema_run_settings_match_runconfig():
     """`run:` accepts exactly the settings (common and every method's) the pipeline does not
     set itself: the schema the pipeline validates with is filled in from the declarations."""
@@ -174,6 +190,7 @@ def test_profiles_and_env_files():
     assert slurm["executor"] == "slurm"
     assert slurm["default-resources"]["slurm_account"] == "<ACCOUNT>"
     assert "slurm_partition" in slurm["default-resources"]
+    assert slurm["set-resources"]["train"]["nodes"] == 1  # a multi-GPU run's GPUs on one node
     env = yaml.safe_load((ROOT / "envs/tssm.yaml").read_text())
     assert "python=3.11" in env["dependencies"]
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))

@@ -272,6 +272,15 @@ class Grid:
                 "cuda": sorted({p.settings.get("device", "cpu") for p in points if
                                 str(p.settings.get("device", "")).startswith("cuda")})}
 
+    def gpu_shortfall(self, have: int) -> str | None:
+        """Why this grid cannot run on a machine with ``have`` GPUs (None if it can)."""
+        need = max((p.gpus for p in self.points.values()), default=0)
+        if have >= need and (have or not self.cost()["cuda"]):
+            return None
+        return (f"config `{self.config['name']}` asks for device cuda and up to {max(need, 1)} GPU(s) per job, but "
+                f"this machine shows {have}; run it on a cluster (--workflow-profile profiles/slurm) or set "
+                f"`device: cpu` and `gpus: 0`")
+
     # ---------------------------------------------------------------- building it
     def _add_experiment(self, exp: dict[str, Any], label: str) -> None:
         where = f"experiment `{label}`"

@@ -14,6 +14,7 @@ from snakemake.exceptions import WorkflowError
 sys.path.insert(0, str(workflow.basedir))  # this checkout's tssm package
 from tssm import grid, layout
 from tssm.errors import ConfigError
+from tssm.gpu_slots import visible_gpus
 
 try:
     GRID = grid.load(config)  # validated (defaults filled in), every point checked as `tssm train` would
@@ -36,6 +37,20 @@ def _check_profile_placeholders():
 
 
 _check_profile_placeholders()
+
+
+# What the grid asks for, in one line; a config that asks for CUDA on a machine without a GPU
+# is noted here (a dry run, or a cluster profile's login node) and stops before any job when
+# the jobs would run here (onstart, local executor).
+GPU_SHORTFALL = GRID.gpu_shortfall(len(visible_gpus()))
+if workflow.is_main_process:
+    print(grid.cost_text(GRID) + (f"\nwarning: {GPU_SHORTFALL}" if GPU_SHORTFALL else ""), file=sys.stderr)
+
+
+onstart:
+    if GPU_SHORTFALL and workflow.local_exec:
+        raise WorkflowError(GPU_SHORTFALL)
+
 
 NAME = config["name"]
 RESULTS = f"{config['results']}/{NAME}"  # everything of this config: runs, summary, figures, report

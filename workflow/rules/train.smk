@@ -47,7 +47,8 @@ rule train:
     marker (the next call runs the point again and tssm resumes it from its checkpoint), a
     finished orphan is marked done without training it twice, and a point whose settings
     changed is trained with --overwrite, which moves the old record to .replaced/. Exit
-    status 3 (diverged) is a result: the record says so and the summary reports it."""
+    status 3 (diverged) is a result: the record says so and the summary reports it. A job that
+    asks for GPUs runs on its own (tssm.gpu_slots sets CUDA_VISIBLE_DEVICES; SLURM does it there)."""
     input:
         # order the jobs; a re-created marker re-runs the train jobs, whose status check (point_done.py)
         # then marks finished points done without training them (no ancient(): see docs/pipeline.md)
@@ -79,6 +80,7 @@ rule train:
     shell:
         "mkdir -p {params.out:q} && printf '%s' {params.point:q} > {params.out:q}/point.yaml &&"
         " if ! {params.python} \"$TSSM_SCRIPTS/point_done.py\" --check {params.out:q}; then"
-        " {params.launcher} train --config {params.out:q}/point.yaml --out {params.out:q} --overwrite --no-progress"
+        " {params.python} -m tssm.gpu_slots {resources.gpu} -- {params.launcher} train --config {params.out:q}/point.yaml"
+        " --out {params.out:q} --overwrite --no-progress"
         " > {log:q} 2>&1 || [ $? -eq 3 ]; fi &&"
         " {params.python} \"$TSSM_SCRIPTS/point_done.py\" {params.out:q} {output.done:q} >> {log:q} 2>&1"
