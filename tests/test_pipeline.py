@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from dataclasses import fields
@@ -23,6 +24,7 @@ import pytest
 import yaml
 
 from test_grid import expected_grid, tiny_config
+from tssm import grid
 from tssm.solvers import SOLVERS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -135,14 +137,11 @@ def test_sweep_variants_get_their_folder_settings_and_tags(tmp_path: Path):
     assert r.returncode == 0, r.stderr
     out_dir = f"results/sweep/runs/fashion_mnist/mlp/gsadmm/n5/seed0/{variant}"
     assert f"train --config {out_dir}/point.yaml --out {out_dir} " in r.stdout
-    point = printed_point(r.stdout)
-    assert {k: point[k] for k in ("rho", "tau2", "scaling", "init", "epochs", "width", "method", "splits")} == {
-        "rho": 10, "tau2": 1, "scaling": "sample", "init": "demo", "epochs": 10, "width": 512, "method": "gsadmm",
-        "splits": 5}
-    tags = point["tags"]
-    assert tags["variant"] == variant
-    assert {k: v for k, v in tags.items() if k.startswith("variant.")} == {
-        "variant.init": "demo", "variant.rho": "10", "variant.scaling": "sample", "variant.tau2": "1"}
+    # the job writes the point.yaml of the grid's point (its settings and tags: tests/test_grid.py)
+    cfg = yaml.safe_load((CONFIGS / "sweep.yaml").read_text())
+    want = grid.load(cfg).point("fashion_mnist", "mlp", "gsadmm", 5, 0, None, variant).point_yaml(
+        config_name="sweep", data_root="data", tracking_uri=cfg["tracking_uri"], experiment=cfg["experiment"])
+    assert printed_point(r.stdout) == yaml.safe_load(want)
     assert f"logs/sweep/train/fashion_mnist/mlp/gsadmm/n5/seed0/{variant}.log" in r.stdout
 
 
@@ -279,6 +278,17 @@ def test_end_to_end_tiny_pipeline(tmp_path: Path):
     # nothing changed: nothing to do
     r = snakemake(tmp_path, "-n", "--configfile", str(cfg_file), env=env)
     assert r.returncode == 0 and "Nothing to be done" in r.stdout + r.stderr, r.stdout + r.stderr
+    # the same checkout moved elsewhere: no rule's inputs or params name its path, nothing re-runs
+    # but the MLflow pipeline run (its rule takes its script as an input)
+    moved = tmp_path / "moved checkout"
+    moved.mkdir()
+    shutil.copy(ROOT / "Snakefile", moved)
+    for folder in ("workflow", "tssm", "config", "profiles", "envs"):
+        shutil.copytree(ROOT / folder, moved / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    r = subprocess.run([*SNAKEMAKE, "--snakefile", str(moved / "Snakefile"), "--directory", str(tmp_path), "-n",
+                        "--configfile", str(cfg_file)], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert not {"train", "summary", "figures", "prepare_data"} & set(job_counts(r.stdout + r.stderr)), r.stdout
     # a new seed: only its runs (plus the summary and figures that read them)
     more = json.loads(json.dumps(E2E))
     more["experiments"][0]["seeds"] = [0, 1]
@@ -337,3 +347,49 @@ def test_tuning_selects_on_validation_then_runs_every_seed_with_the_selection(tm
     assert (res / "tuning.md").read_text().count("(selected)") == 2
     again = snakemake(tmp_path, "--cores", "2", "--configfile", str(cfg_file), "-n")
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+# --------------------------------------------------------------------------- the status check
+def _point_done():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("point_done", ROOT / "workflow" / "scripts" / "point_done.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_status_check_marks_only_this_points_finished_run(tmp_path: Path):
+    """done.json (the train job's output) is written only for a finished or diverged record of
+    this very point.yaml; anything else leaves no marker, so the next call runs the point."""
+    pd_ = _point_done()
+    out = tmp_path / "run"
+    out.mkdir()
+    point = {"dataset": "digits", "method": "adam", "seed": 0, "epochs": 2, "experiment": "a", "tags": {"grid": "x"}}
+    (out / "point.yaml").write_text(yaml.safe_dump(point))
+    assert "no run.json" in pd_.problem(out)
+    record = {"status": "interrupted", "reason": "stopped by signal 15", "config": {**point, "tags": {}}}
+    (out / "run.json").write_text(json.dumps(record))
+    assert "run status 'interrupted' (stopped by signal 15)" in pd_.problem(out)
+    (out / "run.json").write_text(json.dumps({**record, "status": "finished"}))
+    assert "no metrics.csv" in pd_.problem(out)
+    (out / "metrics.csv").write_text("epoch\n0\n")
+    assert pd_.problem(out) is None  # tags differ: labels, not settings
+    assert pd_.main(["--check", str(out)]) == 0
+    (out / "point.yaml").write_text(yaml.safe_dump({**point, "epochs": 3, "experiment": "b"}))
+    assert pd_.problem(out).endswith("trained with other epochs")  # the experiment is an index, not a setting
+    assert pd_.main([str(out), str(out / "done.json")]) == 1 and not (out / "done.json").exists()
+    (out / "point.yaml").write_text(yaml.safe_dump(point))
+    assert pd_.main([str(out), str(out / "done.json")]) == 0
+    assert json.loads((out / "done.json").read_text())["status"] == "finished"
+    # a tuned point: its record must hold what the selection chose
+    tuned = {**point, "preset": "tuned", "tuned_file": str(tmp_path / "tuned.yaml"), "splits": 1, "model": "mlp"}
+    (out / "point.yaml").write_text(yaml.safe_dump(tuned))
+    (out / "run.json").write_text(json.dumps({**record, "status": "finished", "config": {**tuned, "lr": 0.01}}))
+    assert pd_.problem(out) is not None  # no selection to compare with
+    sel = {"dataset": "digits", "model": "mlp", "method": "adam", "splits": 1, "settings": {"lr": 0.01}}
+    (tmp_path / "tuned.yaml").write_text(yaml.safe_dump({"selection": [sel]}))
+    assert pd_.problem(out) is None
+    sel["settings"]["lr"] = 0.001
+    (tmp_path / "tuned.yaml").write_text(yaml.safe_dump({"selection": [sel]}))
+    assert "trained with other lr" in pd_.problem(out)

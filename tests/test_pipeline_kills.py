@@ -65,6 +65,28 @@ def _training_pids(root_pid: int) -> list[int]:
     return [p.pid for p in procs if "tssm" in " ".join(p.cmdline()) and "train" in p.cmdline()]
 
 
+def _wait_for_orphans(workdir: Path, timeout: float = 600) -> int:
+    """Jobs a killed Snakemake left running in ``workdir`` go on to their end: wait for them
+    (as a user would before calling again) and say how many there were."""
+    import psutil
+
+    def alive() -> list:
+        found = []
+        for proc in psutil.process_iter(["cwd", "cmdline"]):
+            try:
+                if proc.info["cwd"] == str(workdir) and "tssm" in " ".join(proc.info["cmdline"] or []):
+                    found.append(proc)
+            except (psutil.Error, TypeError):
+                continue
+        return found
+
+    first = len(alive())
+    t0 = time.time()
+    while alive() and time.time() - t0 < timeout:
+        time.sleep(0.5)
+    return first
+
+
 def state(workdir: Path) -> dict:
     """What is on disk and in MLflow: per point its status, marker, replaced records, and
     MLflow training runs by status."""
@@ -117,15 +139,24 @@ def kill_then_rerun(workdir: Path, signum: int, target: str, after_s: float = 8.
     except subprocess.TimeoutExpired:
         os.killpg(p.pid, signal.SIGKILL)
         first = p.communicate()[0]
-    time.sleep(3)  # orphans of a killed Snakemake go on; give them a moment, as a user would
+    orphans = _wait_for_orphans(workdir)
     between = state(workdir)
     second = call(workdir, TINY)
     after = state(workdir)
     third = call(workdir, TINY, "-n")
-    return {"first_rc": p.returncode, "between": between, "second_rc": second.returncode,
+    return {"first_rc": p.returncode, "orphans": orphans, "between": between, "second_rc": second.returncode,
             "second_train_jobs": train_jobs(second.stdout + second.stderr), "after": after,
             "third": "Nothing to be done" in third.stdout + third.stderr,
             "log": (first[-1500:], second.stdout[-1500:] + second.stderr[-1500:])}
+
+
+def _holds(r: dict) -> bool:
+    """Every point finished, marked done, one summary row and one FINISHED MLflow run each;
+    then nothing to do."""
+    points = r["after"]["points"].values()
+    return (r["second_rc"] == 0 and r["third"] and r["after"]["summary_rows"] == len(POINTS)
+            and all(v["status"] == "finished" and v["done"] and v.get("mlflow", []).count("FINISHED") == 1
+                    for v in points))
 
 
 VARIANTS = [(s, t) for t in ("snakemake", "group", "job") for s in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT)]
@@ -193,9 +224,9 @@ def main() -> int:
     """The kill table of docs/pipeline.md (one fresh folder per variant)."""
     import tempfile
 
-    print("| signal | sent to | 1st call exit | after it: points finished / marked done | 2nd call: train jobs, exit "
-          "| after it: finished, done, summary rows, FINISHED MLflow runs (duplicates) |")
-    print("|---|---|---:|---|---|---|")
+    print("| signal | sent to | 1st call exit | orphan processes | then: points finished / marked done | 2nd call: "
+          "train jobs, exit | after it: finished, done, summary rows, FINISHED MLflow runs (duplicates) | |")
+    print("|---|---|---:|---:|---|---|---|---|")
     for signum, target in VARIANTS:
         with tempfile.TemporaryDirectory(prefix="tssm-kill-") as tmp:
             r = kill_then_rerun(Path(tmp), signum, target)
@@ -204,9 +235,10 @@ def main() -> int:
         done = lambda s: sum(v["done"] for v in s.values())  # noqa: E731
         ml = sum(v.get("mlflow", []).count("FINISHED") for v in a.values())
         dup = sum(max(0, v.get("mlflow", []).count("FINISHED") - 1) for v in a.values())
-        print(f"| {signum.name} | {target} | {r['first_rc']} | {fin(b)} / {done(b)} of {len(b)} | "
+        print(f"| {signum.name} | {target} | {r['first_rc']} | {r['orphans']} | {fin(b)} / {done(b)} of {len(b)} | "
               f"{r['second_train_jobs']}, exit {r['second_rc']} | {fin(a)}, {done(a)}, {r['after']['summary_rows']}, "
-              f"{ml} ({dup}){'' if r['third'] else ' (3rd call not empty)'} |", flush=True)
+              f"{ml} ({dup}){'' if r['third'] else ' (3rd call not empty)'} | {'PASS' if _holds(r) else 'FAIL'} |",
+              flush=True)
     return 0
 
 
