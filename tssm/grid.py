@@ -92,8 +92,8 @@ def _error_text(error, schema_: dict[str, Any]) -> str:
                              f"data_root/tracking_uri/experiment")
                 continue
             close = get_close_matches(str(key), known, n=1)
-            parts.append(f"'{key}' was unexpected" + (f" (did you mean '{close[0]}'?)" if close else
-                                                      f" (known keys: {', '.join(known)})"))
+            hint = f" (did you mean '{close[0]}'?)" if close else f" (known keys: {', '.join(known)})" if known else ""
+            parts.append(f"'{key}' was unexpected{hint}")
         return f"{where}: unknown key: " + "; ".join(parts)
     if error.validator == "enum" and isinstance(error.instance, str):
         close = get_close_matches(error.instance, [str(v) for v in error.validator_value], n=1)
@@ -436,7 +436,8 @@ def cost_text(grid: Grid) -> str:
 
 def main(argv: list[str] | None = None, prog: str = "tssm plan") -> int:
     """``tssm plan CONFIG``: the training runs a pipeline config expands into, and their cost."""
-    ap = argparse.ArgumentParser(prog=prog, description=main.__doc__)
+    ap = argparse.ArgumentParser(prog=prog, description="The training runs a pipeline config expands into (one "
+                                 "line each) and what they cost, without running anything.")
     ap.add_argument("config", help="a pipeline config (config/*.yaml)")
     ap.add_argument("--summary", action="store_true", help="only the cost line")
     a = ap.parse_args(argv)
