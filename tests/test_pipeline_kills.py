@@ -62,7 +62,15 @@ def _training_pids(root_pid: int) -> list[int]:
         procs = psutil.Process(root_pid).children(recursive=True)
     except psutil.NoSuchProcess:
         return []
-    return [p.pid for p in procs if "tssm" in " ".join(p.cmdline()) and "train" in p.cmdline()]
+    found = []
+    for proc in procs:
+        try:
+            cmd = proc.cmdline()
+        except psutil.Error:  # ended meanwhile (or a zombie)
+            continue
+        if "tssm" in " ".join(cmd) and "train" in cmd:
+            found.append(proc.pid)
+    return found
 
 
 def _wait_for_orphans(workdir: Path, timeout: float = 600) -> int:
@@ -142,10 +150,14 @@ def kill_then_rerun(workdir: Path, signum: int, target: str, after_s: float = 8.
     orphans = _wait_for_orphans(workdir)
     between = state(workdir)
     second = call(workdir, TINY)
+    unlocked = "cannot be locked" in second.stdout + second.stderr
+    if unlocked:  # a SIGKILLed Snakemake leaves its lock: Snakemake asks for --unlock, as a user would do
+        call(workdir, TINY, "--unlock")
+        second = call(workdir, TINY)
     after = state(workdir)
     third = call(workdir, TINY, "-n")
     return {"first_rc": p.returncode, "orphans": orphans, "between": between, "second_rc": second.returncode,
-            "second_train_jobs": train_jobs(second.stdout + second.stderr), "after": after,
+            "second_train_jobs": train_jobs(second.stdout + second.stderr), "after": after, "unlocked": unlocked,
             "third": "Nothing to be done" in third.stdout + third.stderr,
             "log": (first[-1500:], second.stdout[-1500:] + second.stderr[-1500:])}
 
@@ -227,7 +239,10 @@ def main() -> int:
     print("| signal | sent to | 1st call exit | orphan processes | then: points finished / marked done | 2nd call: "
           "train jobs, exit | after it: finished, done, summary rows, FINISHED MLflow runs (duplicates) | |")
     print("|---|---|---:|---:|---|---|---|---|")
+    only = sys.argv[1:]  # e.g. SIGKILL-snakemake: those variants only
     for signum, target in VARIANTS:
+        if only and f"{signum.name}-{target}" not in only:
+            continue
         with tempfile.TemporaryDirectory(prefix="tssm-kill-") as tmp:
             r = kill_then_rerun(Path(tmp), signum, target)
         b, a = r["between"]["points"], r["after"]["points"]
@@ -236,9 +251,11 @@ def main() -> int:
         ml = sum(v.get("mlflow", []).count("FINISHED") for v in a.values())
         dup = sum(max(0, v.get("mlflow", []).count("FINISHED") - 1) for v in a.values())
         print(f"| {signum.name} | {target} | {r['first_rc']} | {r['orphans']} | {fin(b)} / {done(b)} of {len(b)} | "
-              f"{r['second_train_jobs']}, exit {r['second_rc']} | {fin(a)}, {done(a)}, {r['after']['summary_rows']}, "
+              f"{'(after --unlock) ' if r['unlocked'] else ''}{r['second_train_jobs']}, exit {r['second_rc']} | {fin(a)}, {done(a)}, {r['after']['summary_rows']}, "
               f"{ml} ({dup}){'' if r['third'] else ' (3rd call not empty)'} | {'PASS' if _holds(r) else 'FAIL'} |",
               flush=True)
+        if not _holds(r):
+            print(f"--- {signum.name} to {target}:\n{r['log'][0]}\n--- next call:\n{r['log'][1]}", file=sys.stderr)
     return 0
 
 
