@@ -44,7 +44,9 @@ _check_profile_placeholders()
 # the jobs would run here (onstart, local executor).
 GPU_SHORTFALL = GRID.gpu_shortfall(len(visible_gpus()))
 if workflow.is_main_process:
-    print(grid.cost_text(GRID) + (f"\nwarning: {GPU_SHORTFALL}" if GPU_SHORTFALL else ""), file=sys.stderr)
+    print(grid.cost_text(GRID), file=sys.stderr)
+    if GPU_SHORTFALL:
+        print(f"warning: {GPU_SHORTFALL}", file=sys.stderr)
 
 
 onstart:
@@ -83,7 +85,7 @@ def _uses_conda():
 PYTHON = config.get("python") or ("python" if _uses_conda() else sys.executable)
 PYTHON_DIR, PYTHON_NAME = os.path.split(PYTHON)
 _ENV = [f"PYTHONPATH={shlex.quote(REPO)}${{PYTHONPATH:+:$PYTHONPATH}}", "MPLBACKEND=Agg",
-        f"TSSM_SCRIPTS={shlex.quote(SCRIPTS)}"] + ([f"PATH={shlex.quote(PYTHON_DIR)}:$PATH"] if PYTHON_DIR else [])
+        f"TSSM_SCRIPTS={shlex.quote(SCRIPTS)}", *([f"PATH={shlex.quote(PYTHON_DIR)}:$PATH"] if PYTHON_DIR else [])]
 shell.prefix(f"set -euo pipefail; export {' '.join(_ENV)}; ".replace("{", "{{").replace("}", "}}"))
 
 
@@ -94,7 +96,8 @@ def code_digest(*paths):
     for rel in paths:
         p = Path(REPO, rel)
         for f in sorted(p.rglob("*.py")) if p.is_dir() else [p] if p.exists() else []:
-            h.update(f.relative_to(REPO).as_posix().encode() + b"\0" + f.read_bytes())
+            h.update(f.relative_to(REPO).as_posix().encode())
+            h.update(f.read_bytes())
     return h.hexdigest()[:16]
 
 
