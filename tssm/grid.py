@@ -111,8 +111,10 @@ def validate_config(config: dict[str, Any], schema_: dict[str, Any] | None = Non
     validator = _defaults_validator(schema_)
     errors = list(validator.iter_errors(config))
     if errors:
-        unknown = [e for e in errors if e.validator == "additionalProperties"]
-        first = unknown[0] if unknown else jsonschema.exceptions.best_match(errors)
+        # an unknown name first (an unknown method makes its settings unknown keys), then an
+        # unknown key (a typo), then jsonschema's best guess
+        named = [e for e in errors if e.validator == "enum"] + [e for e in errors if e.validator == "additionalProperties"]
+        first = named[0] if named else jsonschema.exceptions.best_match(errors)
         raise ConfigError(f"Error validating config file at {_error_text(first, schema_)}")
     return config
 
