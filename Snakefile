@@ -4,9 +4,11 @@
 #   snakemake --configfile config/fashion.yaml            # Fashion-MNIST
 #   snakemake --workflow-profile profiles/slurm --configfile config/paper.yaml   # GPU cluster
 #   snakemake --report results/default/report.html        # after a run
+#   tssm plan config/paper.yaml                           # the grid and what it costs (docs/pipeline.md)
 #
 # Layout of one configuration's outputs (<name> = the config's `name`):
-#   results/<name>/runs/{dataset}/{model}/{method}/n{splits}/seed{seed}/run.json, metrics.csv
+#   results/<name>/runs/{dataset}/{model}/{method}/n{splits}/seed{seed}/run.json, metrics.csv,
+#       point.yaml (what the job passed to tssm train), done.json (once the run finished)
 #   results/<name>/runs/.../seed{seed}/{variant}/...   one setting of an experiment's `grid:`
 #   results/<name>/summary.csv, summary.md (+ summary.html for the report), figures/*.png|pdf
 #   logs/<name>/...               one log per job
@@ -47,7 +49,7 @@ localrules:
 
 rule all:
     input:
-        # 1. every training run of the grid: results/<name>/runs/.../run.json
+        # 1. every training run of the grid, finished: results/<name>/runs/.../done.json
         runs=ALL_RUNS,
         # 2. one row per run, and mean ± std over seeds
         summary=f"{RESULTS}/summary.csv",

@@ -31,7 +31,7 @@ the runs under ``OUT/runs/``, and a table of the ratios on the terminal::
     python benchmarks/speedup.py --dataset fashion_mnist --n-train 12000 --epochs 2
     python benchmarks/speedup.py --plot-only                              # redraw from the csv
 
-Runs are launched as the pipeline launches them (:func:`tssm.layout.launch_command`) and read
+Runs are launched as the pipeline launches them (:func:`tssm.grid.launch_command`) and read
 back with :func:`tssm.reporting.records.load_run` / :func:`tssm.reporting.rows.summarize`.
 
 The paper's speed claim (Figure 2(b), ResNet on CIFAR-10, one GTX 1080 Ti; the numbers are in
@@ -58,7 +58,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # this checkout's tssm (the runs below import it from ROOT too: cwd=ROOT)
 
 from tssm import paper  # noqa: E402
-from tssm.layout import launch_command  # noqa: E402
+from tssm.grid import launch_command  # noqa: E402
 from tssm.reporting.records import load_run  # noqa: E402
 from tssm.reporting.rows import summarize  # noqa: E402
 
@@ -162,7 +162,7 @@ def plan(args, cores: int, ngpu: int) -> list[Config]:
 
 def command(cfg: Config, args, run_dir: Path) -> list[str]:
     """The run's command line: ``python -m tssm train`` or torchrun with one rank per worker
-    (:func:`tssm.layout.launch_command`, as the pipeline starts runs), or the GPipe module."""
+    (:func:`tssm.grid.launch_command`, as the pipeline starts runs), or the GPipe module."""
     common = ["--dataset", args.dataset, "--epochs", str(args.epochs), "--batch-size", str(args.batch),
               "--threads", str(cfg.threads_per_rank), "--device", args.device, "--out", str(run_dir),
               "--balance", args.balance, "--optimizer-impl", args.optimizer_impl, "--data-root", args.data_root]

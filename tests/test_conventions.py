@@ -104,7 +104,7 @@ def test_package_imports_are_declared():
 def test_pipeline_extra_is_what_the_workflow_imports():
     extras = PYPROJECT["optional-dependencies"]
     pipeline = extras["pipeline"]
-    assert {dist_name(r) for r in pipeline} == {"snakemake", "jsonschema", "markdown-it-py"}
+    assert {dist_name(r) for r in pipeline} == {"snakemake", "markdown-it-py"}
     assert all(module_of(r) in workflow_imports() for r in pipeline)
     # `pip install -e '.[test]'` is the README's command for both the pipeline and the tests
     assert {dist_name(r) for r in pipeline} | {"pytest"} <= {dist_name(r) for r in extras["test"]}

@@ -529,15 +529,17 @@ def test_cancelled_job_fails_and_the_grid_goes_on(pipeline, tmp_path):
     out = pipeline["first_out"]
     assert pipeline["first_rc"] != 0
     assert "Error in rule train" in out and "CANCELLED" in out, out[-5000:]
-    assert "gsadmm/n1/seed0/run.json" in out.split("Error in rule train", 1)[1][:2000]
-    # the failed job's outputs are gone; the others finished (the requeued one included)
-    assert pipeline["first_status"] == {CANCEL: None, REQUEUE: "finished", ("adam", 1): "finished"}
+    assert "gsadmm/n1/seed0/done.json" in out.split("Error in rule train", 1)[1][:2000]
+    # the failed job is not marked done (its record says it did not finish); the others finished
+    # (the requeued one included)
+    status = pipeline["first_status"]
+    assert status[CANCEL] != "finished" and status[REQUEUE] == status[("adam", 1)] == "finished"
     ck = pipeline["cancel_ckpt"]
     assert ck is not None and pipeline["cancel_epoch"] <= ck < EPOCHS
     # the second pass ran only that job (and the summary and figures that read it)
     assert _job_counts(pipeline["second_out"]).get("train") == 1, pipeline["second_out"][-3000:]
     assert "rule_train_wildcards_digits_mlp_gsadmm_1_0" in pipeline["second_out"] or \
-        "mlp/gsadmm/n1/seed0/run.json" in pipeline["second_out"]
+        "mlp/gsadmm/n1/seed0/done.json" in pipeline["second_out"]
     got = pd.read_csv(_run_dir(wd, *CANCEL) / "metrics.csv")
     ref = _run_serial(tmp_path / "ref", dataset="digits", model="mlp", method="gsadmm", splits=1, epochs=EPOCHS,
                       width=64, depth=4, batch_size=8)

@@ -1,5 +1,6 @@
 """Command line: ``tssm train`` runs one configuration (also under torchrun);
-``tssm summary ...`` and ``tssm figures ...`` are :mod:`tssm.reporting.summary` and :mod:`tssm.reporting.figures`
+``tssm summary``, ``tssm figures``, ``tssm plan`` and ``tssm publish`` are
+:mod:`tssm.reporting.summary`, :mod:`tssm.reporting.figures`, :mod:`tssm.grid` and :mod:`tssm.publish`
 (the rest of the command line goes to them unchanged).
 
 Every field of :class:`tssm.config.RunConfig` and of each method's settings is a flag
@@ -118,14 +119,18 @@ def _tag(s: str) -> tuple[str, str]:
 FORWARDED = {
     "summary": "summary.csv and summary.md of recorded runs",
     "figures": "figures of recorded runs",
+    "plan": "the training runs a pipeline config expands into, and what they cost",
     "publish": "copy a finished config's summary and figures into docs/results/<name>/",
 }
+#: The module of each forwarded subcommand.
+FORWARDED_MODULE = {"summary": "reporting.summary", "figures": "reporting.figures", "plan": "grid",
+                    "publish": "publish"}
 
 
 def _forward(command: str, argv: list[str]) -> int:
     import importlib
 
-    return importlib.import_module(f"tssm.reporting.{command}").main(argv, prog=f"tssm {command}")
+    return importlib.import_module(f"tssm.{FORWARDED_MODULE[command]}").main(argv, prog=f"tssm {command}")
 
 
 def _method_asked(argv: list[str] | None) -> str | None:

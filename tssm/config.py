@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import hashlib
 import json
 import math
@@ -45,9 +46,14 @@ def option(default: Any = dataclasses.MISSING, *, help: str, group: str = "metho
     return field(default=default, metadata=meta)
 
 
+@functools.lru_cache(maxsize=None)
+def _type_hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)  # slow (evaluates every annotation): once per class
+
+
 def field_type(cls: type, name: str) -> tuple[Any, bool]:
     """(base type, optional) of a dataclass field: ``int | None`` -> (int, True)."""
-    hint = typing.get_type_hints(cls)[name]
+    hint = _type_hints(cls)[name]
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         args = typing.get_args(hint)
         return next(a for a in args if a is not type(None)), type(None) in args

@@ -61,12 +61,12 @@ class DatasetSpec:
     classes: int
     channels: int
     size: int  # side of the square images, before downsampling
-    train_rows: int | None  # rows of the official training and test files (None: not read from files)
-    test_rows: int | None
+    train_rows: int  # rows of the official training and test sets
+    test_rows: int
 
 
 SPECS: dict[str, DatasetSpec] = {
-    "digits": DatasetSpec(10, 1, 8, None, None),
+    "digits": DatasetSpec(10, 1, 8, 1437, 360),  # scikit-learn's 1,797 images, split 80/20 by the loader
     "mnist": DatasetSpec(10, 1, 28, 60_000, 10_000),
     "fashion_mnist": DatasetSpec(10, 1, 28, 60_000, 10_000),
     "kmnist": DatasetSpec(10, 1, 28, 60_000, 10_000),
@@ -87,6 +87,9 @@ IDX_SHA256: dict[str, dict[str, str]] = {
         "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
     },
 }
+#: Training and test rows of each dataset as its loader returns them (a test checks they agree);
+#: the pipeline's grid refuses an ``n_train`` larger than these before anything trains.
+ROWS: dict[str, tuple[int, int]] = {k: (v.train_rows, v.test_rows) for k, v in SPECS.items()}
 _MNIST_FILES = (
     "train-images-idx3-ubyte",
     "train-labels-idx1-ubyte",
@@ -171,6 +174,14 @@ class Dataset:
         n_te = _check_count("n_test", n_test, len(self.y_test), self.name)
         return dataclasses.replace(self, x_train=self.x_train[:n_tr], y_train=self.y_train[:n_tr],
                                    x_test=self.x_test[:n_te], y_test=self.y_test[:n_te], x_val=None, y_val=None)
+
+
+def check_rows(name: str, n_train: int | None, n_test: int | None) -> None:
+    """Refuse ``n_train``/``n_test`` beyond the rows of dataset ``name`` (:data:`ROWS`), as
+    :meth:`Dataset.subset` does once the data is loaded."""
+    train, test = ROWS[_canonical_name(name)]
+    _check_count("n_train", n_train, train, name)
+    _check_count("n_test", n_test, test, name)
 
 
 def _check_count(what: str, n: int | None, available: int, name: str) -> int:

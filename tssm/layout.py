@@ -1,22 +1,20 @@
-"""Where a run lives and how it is launched: facts the pipeline and the package share.
+"""The layout of a results folder: where each run and each figure lives.
 
-Torch-free on purpose: the Snakefile imports this module to plan a grid (``snakemake -n``
-stays fast) and :mod:`tssm.reporting` reads the same layout back. A grid point is
+The pipeline writes it (:mod:`tssm.grid`, the Snakefile) and :mod:`tssm.reporting` reads it
+back; torch-free. A grid point is
 ``(dataset, model, method, splits, seed, cores, variant)``; its folder is
 
     <results>/runs/{dataset}/{model}/{method}/n{splits}/seed{seed}[/cores{cores}][/{variant}]
 
 where ``cores`` is None for a run with the pipeline's plain resources (``workers`` ranks of
 ``threads`` threads) and the budget C of an experiment with ``cores: C`` (equal resources:
-:func:`equal_resources` splits C cores into ranks and threads), and ``variant`` is "" for a
+:func:`tssm.grid.equal_resources` splits C cores into ranks and threads), and ``variant`` is "" for a
 run without a sweep and the variant's name for one setting of a config's ``grid:``.
 """
 
 from __future__ import annotations
 
 import re
-import shlex
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -55,15 +53,6 @@ def axes_from_path(path: str | Path) -> dict[str, Any]:
     return d
 
 
-def equal_resources(cores: int, splits: int, end_to_end: bool) -> tuple[int, int]:
-    """(ranks, threads per rank) of a run given ``cores`` cores: a method that splits the network
-    runs one rank per subnetwork (at most one per core, contiguous groups beyond that) and shares
-    the cores among them; an end-to-end method (sgd, adam) runs one process with every core as a
-    thread. So every run of a comparison uses the same cores, however it uses them."""
-    ranks = 1 if end_to_end else max(1, min(splits, cores))
-    return ranks, max(1, cores // ranks)
-
-
 def resources_text(ranks: Any, threads: Any) -> str:
     """'2 ranks × 1 thread': how a run used its cores, as figures and tables write it."""
     def count(v: Any, word: str) -> str:
@@ -73,53 +62,6 @@ def resources_text(ranks: Any, threads: Any) -> str:
             return f"? {word}s"
         return f"{k} {word}" + ("" if k == 1 else "s")
     return f"{count(ranks, 'rank')} × {count(threads, 'thread')}"
-
-
-#: Training and test rows of each dataset (tssm.data loads them; a test checks they agree),
-#: so that planning a grid can refuse an ``n_train`` larger than the data.
-DATASET_ROWS: dict[str, tuple[int, int]] = {
-    "digits": (1437, 360), "mnist": (60000, 10000), "fashion_mnist": (60000, 10000), "kmnist": (60000, 10000),
-    "cifar10": (50000, 10000), "cifar100": (50000, 10000),
-}
-
-
-def check_point(dataset: str, model: str, splits: int, settings: Mapping[str, Any]) -> str | None:
-    """Why ``tssm train`` would refuse this grid point before training (None if it would not):
-    a split level the model cannot have, cuts that do not fit it, more rows than the data has."""
-    blocks = num_blocks(model, settings)
-    if blocks is not None and splits > blocks:
-        return f"split level n={splits} exceeds the {blocks} blocks of model `{model}`; use splits between 1 and {blocks}"
-    cuts = settings.get("cuts")
-    if cuts and (len(cuts) != splits - 1 or list(cuts) != sorted(set(cuts))
-                 or (blocks is not None and not all(0 < c < blocks for c in cuts))):
-        return (f"cuts {list(cuts)} do not fit split level n={splits}: it needs {splits - 1} strictly increasing "
-                f"block indices between 1 and {(blocks or 0) - 1}; set `cuts` per experiment with one split level")
-    rows = DATASET_ROWS.get(dataset)
-    for key, have in zip(("n_train", "n_test"), rows or ()):
-        if settings.get(key) is not None and settings[key] > have:
-            return f"{key}={settings[key]} is more than the {have} rows of `{dataset}`"
-    return None
-
-
-def num_blocks(model: str, settings: Mapping[str, Any]) -> int | None:
-    """Blocks ``model`` can be cut between (what :func:`tssm.models.build_model` builds; a test
-    checks they agree). None for an unknown model."""
-    if model == "mlp":
-        return int(settings.get("depth", 10))
-    if model == "cnn":
-        return 5
-    if model == "resnet":
-        return int(settings.get("residual_blocks", 24)) + 4
-    return None
-
-
-def launch_command(python: str, workers: int, module: str = "tssm") -> str:
-    """``python -m tssm``, or torchrun with one rank per worker (on this machine) when
-    ``workers`` > 1: how the pipeline and the benchmarks start a run."""
-    py = shlex.quote(python)
-    if workers > 1:
-        return f"{py} -m torch.distributed.run --standalone --nproc-per-node {workers} -m {module}"
-    return f"{py} -m {module}"
 
 
 #: The figures of a results folder (``<results>/figures/<stem>.png|pdf``), in report order:

@@ -19,6 +19,14 @@ MODELS = ("mlp", "cnn", "resnet")
 INITS = ("kaiming", "torch", "demo")
 
 
+def num_blocks(name: str, *, depth: int = 10, residual_blocks: int = 24) -> int:
+    """Blocks of model ``name`` (what :func:`build_model` builds: the most subnetworks it can be
+    cut into), known without building it."""
+    if name not in MODELS:
+        raise ConfigError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    return {"mlp": depth, "cnn": 5, "resnet": residual_blocks + 4}[name]
+
+
 def _dense(n_in: int, n_out: int, *, relu: bool = True, flatten: bool = False) -> nn.Sequential:
     layers: list[nn.Module] = [nn.Flatten()] if flatten else []
     layers.append(nn.Linear(n_in, n_out))

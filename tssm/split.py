@@ -165,6 +165,15 @@ def check_splits(n: int, num_blocks: int) -> None:
         )
 
 
+def check_cuts(cuts: Sequence[int], n: int, num_blocks: int) -> None:
+    """Cut points of ``n`` subnetworks: n-1 strictly increasing block indices in 1..num_blocks-1."""
+    cuts = list(cuts)
+    if len(cuts) != n - 1:
+        raise ConfigError(f"{len(cuts)} cut points given for n={n} subnetworks; give n-1 = {n - 1}")
+    if any(b <= a for a, b in zip([0, *cuts], [*cuts, num_blocks])):
+        raise ConfigError(f"cut points {cuts} must be strictly increasing block indices in 1..{num_blocks - 1}")
+
+
 def split_model(model: nn.Sequential, n: int, cuts: Sequence[int] | None = None) -> list[nn.Sequential]:
     """Cut ``model`` into ``n`` subnetworks sharing its block modules (no copies).
 
@@ -176,11 +185,6 @@ def split_model(model: nn.Sequential, n: int, cuts: Sequence[int] | None = None)
     if cuts is None or len(cuts) == 0 and n > 1:
         cuts = balanced_cuts(block_sizes(model), n)
     cuts = list(cuts)
-    if len(cuts) != n - 1:
-        raise ConfigError(f"{len(cuts)} cut points given for n={n} subnetworks; give n-1 = {n - 1}")
-    if any(b <= a for a, b in zip([0, *cuts], [*cuts, len(blocks)])):
-        raise ConfigError(
-            f"cut points {cuts} must be strictly increasing block indices in 1..{len(blocks) - 1}"
-        )
+    check_cuts(cuts, n, len(blocks))
     bounds = [0, *cuts, len(blocks)]
     return [nn.Sequential(*blocks[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]

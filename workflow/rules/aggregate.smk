@@ -9,8 +9,6 @@ rule summary:
     download)."""
     input:
         runs=ALL_RUNS,
-        code=sorted(f"{REPO}/tssm/reporting/{f}" for f in os.listdir(f"{REPO}/tssm/reporting") if f.endswith(".py")),  # changed reporting code re-aggregates (cheap; training is not re-run)
-        to_html=f"{SCRIPTS}/summary_html.py",
     output:
         csv=report(
             f"{RESULTS}/summary.csv",
@@ -32,6 +30,8 @@ rule summary:
         ),
     params:
         python=PYTHON_NAME,
+        # changed code re-aggregates (cheap; training is not re-run); a moved checkout does not
+        code=code_digest("tssm/reporting", "workflow/scripts/summary_html.py"),
         target=FIGS["target_train_acc"],
         reference=FIGS["reference"],
         title=f"tssm-bench: {NAME} (MLflow experiment {EXPERIMENT})",
@@ -42,4 +42,4 @@ rule summary:
     shell:
         "{params.python} -m tssm.reporting.summary {input.runs:q} --csv {output.csv:q} --md {output.md:q}"
         " --target-acc {params.target} --reference {params.reference} --title {params.title:q} > {log:q} 2>&1"
-        " && {params.python} {input.to_html:q} {output.md:q} {output.html:q} >> {log:q} 2>&1"
+        " && {params.python} \"$TSSM_SCRIPTS/summary_html.py\" {output.md:q} {output.html:q} >> {log:q} 2>&1"

@@ -8,13 +8,12 @@ rule figures:
     sweep figure when the config has variants."""
     input:
         summary=f"{RESULTS}/summary.csv",
-        code=sorted(f"{REPO}/tssm/reporting/{f}" for f in os.listdir(f"{REPO}/tssm/reporting") if f.endswith(".py")),  # changed drawing code redraws the figures
-        paper=f"{REPO}/tssm/paper.py",  # ... and so do changed paper values
     output:
         [figure_report(stem) for stem in FIGURE_STEMS],
         [f"{FIGDIR}/{stem}.pdf" for stem in FIGURE_STEMS],
     params:
         python=PYTHON_NAME,
+        code=code_digest("tssm/paper.py", "tssm/reporting"),  # changed code redraws
         outdir=parent_dir,  # FIGDIR, from the first figure's path
         fig1=FIGS["figure1_splits"],
         fig2=" ".join(map(str, FIGS["figure2_splits"])),

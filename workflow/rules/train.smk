@@ -50,34 +50,37 @@ rule mlflow_experiment:
 
 rule train:
     """One grid point (one variant of it, for an experiment with a `grid:`): `tssm train`
-    into the run directory.
+    into the run directory, then done.json, the job's only output, once run.json says the run
+    finished or diverged (workflow/scripts/point_done.py).
 
-    Exit status 3 (diverged) still writes run.json with status "diverged": the job
-    succeeds and the summary reports it. Any other failure fails the job. A killed job
-    resumes from its checkpoint when re-run (if checkpoints are on); --overwrite: the pipeline
-    owns the folder, so a point whose settings changed replaces the old record (kept in
-    .replaced/), while an unfinished run of the same settings still resumes."""
+    Snakemake tracks the marker, never the record: a killed or interrupted run leaves no
+    marker (the next call runs the point again and tssm resumes it from its checkpoint), a
+    finished orphan is marked done without training it twice, and a point whose settings
+    changed is trained with --overwrite, which moves the old record to .replaced/. Exit
+    status 3 (diverged) is a result: the record says so and the summary reports it. A job that
+    asks for GPUs runs on its own (tssm.gpu_slots sets CUDA_VISIBLE_DEVICES; SLURM does it there)."""
     input:
-        # ancient(): these only order the jobs; re-creating a marker must not re-run training
-        experiment=ancient(rules.mlflow_experiment.output.marker),
-        parent=ancient(rules.mlflow_experiment.output.parent),  # the study run, a child's parent
-        data=lambda wc: ancient(data_marker(wc.dataset)),
+        # order the jobs; a re-created marker re-runs the train jobs, whose status check (point_done.py)
+        # then marks finished points done without training them (no ancient(): see docs/pipeline.md)
+        experiment=rules.mlflow_experiment.output.marker,
+        parent=rules.mlflow_experiment.output.parent,  # the study run, each training run's parent
+        data=lambda wc: data_marker(wc.dataset),
         tuned=tuned_input,  # a tuned experiment's final runs start after the selection
     output:
-        run=f"{RUN_DIR}/run.json",
-        metrics=f"{RUN_DIR}/metrics.csv",
+        done=f"{RUN_DIR}/done.json",
     params:
         # the point's settings, as point.yaml: a changed setting re-runs it (params trigger)
         point=point_yaml,
         launcher=launcher,
-        out=lambda wc, output: os.path.dirname(output.run),
+        out=lambda wc, output: os.path.dirname(output.done),
+        python=PYTHON_NAME,
     log:
         f"{LOGS}/train/{{dataset}}/{{model}}/{{method}}/n{{splits}}/seed{{seed}}{{cores}}{{variant}}.log",
     threads: job_threads
     resources:
-        gpu=job_resource("gpus", 0),
-        mem_mb=job_resource("mem_mb", 4000),
-        runtime=job_resource("runtime", 60),
+        gpu=job_resource("gpus"),
+        mem_mb=job_resource("mem_mb"),
+        runtime=job_resource("runtime"),
     conda:
         ENV_FILE
     wildcard_constraints:
@@ -87,5 +90,9 @@ rule train:
         variant=r"(/[^/]+)?",  # empty, or a slash and the variant name (an experiment with a `grid:`)
     shell:
         "mkdir -p {params.out:q} && printf '%s' {params.point:q} > {params.out:q}/point.yaml &&"
-        " TSSM_MLFLOW_PARENT_RUN_ID=$(cat {input.parent:q}) {params.launcher} train --config {params.out:q}/point.yaml --out {params.out:q} --overwrite --no-progress > {log:q} 2>&1"
-        " || [ $? -eq 3 ]"
+        " if ! {params.python} \"$TSSM_SCRIPTS/point_done.py\" --check {params.out:q}; then"
+        " TSSM_MLFLOW_PARENT_RUN_ID=$(cat {input.parent:q})"
+        " {params.python} -m tssm.gpu_slots {resources.gpu} -- {params.launcher} train --config {params.out:q}/point.yaml"
+        " --out {params.out:q} --overwrite --no-progress"
+        " > {log:q} 2>&1 || [ $? -eq 3 ]; fi &&"
+        " {params.python} \"$TSSM_SCRIPTS/point_done.py\" {params.out:q} {output.done:q} >> {log:q} 2>&1"

@@ -8,13 +8,13 @@ rule select_settings:
     accuracy, and its settings) and tuning.md (every trial, the selected one in bold)."""
     input:
         runs=TRIAL_RUNS,
-        code=f"{REPO}/tssm/tuning.py",
     output:
         selection=TUNED_FILE,
         table=report(f"{RESULTS}/tuning.md", caption="../report/tuning.rst", category="Summary",
                      labels={"table": "tuning: every trial"}),
     params:
         python=PYTHON_NAME,
+        code=code_digest("tssm/tuning.py"),  # changed selection code re-selects
     log:
         f"{LOGS}/select_settings.log",
     conda:
