@@ -29,6 +29,7 @@ def torchrun(nproc: int, args: list[str], **kw) -> subprocess.Popen:
 
 
 @pytest.mark.parametrize("method,n,ranks", [("gsadmm", 2, 2), ("gsam", 2, 2), ("gsadmm", 3, 2), ("gsam", 3, 2)])
+@pytest.mark.slow  # torchrun ranks
 def test_distributed_matches_serial(method, n, ranks, tmp_path):
     opts = ARGS + ["--method", method, "--splits", str(n)]
     serial_cfg = RunConfig.from_dict(dict(dataset="digits", width=64, depth=6, epochs=2, mlflow=False, checkpoint=False,
@@ -60,6 +61,7 @@ def test_distributed_matches_serial(method, n, ranks, tmp_path):
     assert env["tf32"] is False
 
 
+@pytest.mark.slow  # torchrun ranks
 def test_more_ranks_than_subnetworks(tmp_path):
     p = torchrun(2, ARGS + ["--method", "gsadmm", "--splits", "1", "--out", str(tmp_path / "r")])
     out, err = p.communicate(timeout=120)
@@ -82,6 +84,7 @@ def _rank1_pid(out: Path) -> int | None:
 
 
 @pytest.mark.parametrize("fault", ["kill", "stall"])
+@pytest.mark.slow  # torchrun ranks and a dist_timeout
 def test_lost_rank_ends_the_others(fault, tmp_path):
     """Kill (SIGKILL) or stall (SIGSTOP) rank 1 mid-run: rank 0 stops within the timeout with a
     clear error and records the run as failed."""
@@ -128,6 +131,7 @@ def test_lost_contact_names_the_peer(owner, peer, named):
 
 
 @pytest.mark.parametrize("flag, values", [("--lr", ("0.001", "0.002")), ("--epochs", ("2", "3"))])
+@pytest.mark.slow  # torchrun ranks
 def test_ranks_started_with_different_settings_all_stop(flag, values, tmp_path):
     """A launcher that gives one rank other arguments: every rank stops at once, naming the field."""
     wrapper = tmp_path / "wrap.sh"
@@ -156,6 +160,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # two torchrun nodes
 def test_two_nodes_of_one_rank_on_loopback_choose_gloo_on_cpu(tmp_path):
     """Two `torchrun --nnodes 2 --nproc-per-node 1` processes meet through the c10d rendezvous on
     127.0.0.1, as two single-rank nodes would: each node has one local rank (LOCAL_WORLD_SIZE 1),
@@ -189,6 +194,7 @@ def test_two_nodes_of_one_rank_on_loopback_choose_gloo_on_cpu(tmp_path):
     assert "backend" not in json.loads((tmp_path / "serial" / "run.json").read_text())["environment"]
 
 
+@pytest.mark.slow  # a dist_timeout
 def test_rank_whose_master_port_is_held_fails_fast(tmp_path):
     """Another program holds MASTER_PORT (accepts connections, never answers): a non-zero rank
     stops within about --dist-timeout with one line naming the address and port, not a hang."""

@@ -60,6 +60,7 @@ def _train(tmp_path, *args, experiment="t"):
     return uri, main(["train", *TINY, "--epochs", "2", "--tracking-uri", uri, "--experiment", experiment, *args])
 
 
+@pytest.mark.slow  # waits out a held lock
 def test_held_lock_at_start_is_retried_and_the_run_recorded(tmp_path, capfd):
     uri = _store(tmp_path, "mlflow.db")
     held = threading.Event()
@@ -88,6 +89,7 @@ def test_held_lock_at_start_is_retried_and_the_run_recorded(tmp_path, capfd):
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
 
 
+@pytest.mark.slow  # concurrent processes
 def test_concurrent_first_use_creates_one_store(tmp_path):
     """Four processes open a store that does not exist yet: one creates it, all record."""
     uri = f"sqlite:///{tmp_path}/new/mlflow.db"
@@ -159,6 +161,7 @@ def test_run_carries_source_user_git_dataset_and_variant(tmp_path):
     assert 0 < m["final"]["peak_mem_mb"] < m["final"]["peak_rss_mb"]
 
 
+@pytest.mark.slow  # several processes
 def test_artifacts_survive_moving_results(tmp_path):
     uri, code = _train(tmp_path, "--out", str(tmp_path / "results" / "run"))
     assert code == 0
@@ -223,6 +226,7 @@ def test_tracking_failure_mid_run_is_marked_not_left_running(tmp_path, monkeypat
     assert info["status"] == "finished" and "the store went away" in info["mlflow_error"]
 
 
+@pytest.mark.slow  # a whole pipeline
 def test_pipeline_run_holds_summary_and_figures(tmp_path):
     cfg = {
         "name": "tiny", "experiment": "tiny-exp", "tracking_uri": "sqlite:///results/mlflow.db", "data_root": "data",

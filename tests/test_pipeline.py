@@ -27,6 +27,8 @@ from test_grid import expected_grid, tiny_config
 from tssm import grid
 from tssm.solvers import SOLVERS
 
+pytestmark = pytest.mark.slow  # every test here runs Snakemake; tests/test_grid.py covers planning in-process
+
 ROOT = Path(__file__).resolve().parent.parent
 SNAKEFILE = ROOT / "Snakefile"
 CONFIGS = ROOT / "config"
@@ -215,7 +217,6 @@ E2E = {
 }
 
 
-@pytest.mark.slow
 def test_end_to_end_tiny_pipeline(tmp_path: Path):
     cfg_file = write_config(tmp_path / "e2e.yaml", E2E)
     # no venv on PATH: the rules must find their interpreter themselves
@@ -321,7 +322,6 @@ TUNE = {
 }
 
 
-@pytest.mark.slow
 def test_tuning_selects_on_validation_then_runs_every_seed_with_the_selection(tmp_path: Path):
     cfg_file = write_config(tmp_path / "tune.yaml", TUNE)
     r = snakemake(tmp_path, "--cores", "2", "--configfile", str(cfg_file))

@@ -88,6 +88,7 @@ def _snakemake_plan(repo: Path, workdir: Path, config: dict) -> str:
     return r.stdout + r.stderr
 
 
+@pytest.mark.slow  # a copy of the repository and its pipeline
 def test_toy_method_is_one_file_and_one_registry_line(tmp_path):
     repo = tmp_path / "repo"
     for part in ("tssm", "workflow", "config", "envs"):

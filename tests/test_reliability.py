@@ -93,6 +93,7 @@ def test_changed_config_does_not_reuse_checkpoint(tmp_path):
     assert list((out / ".replaced").glob("*/checkpoint/rank0.pt"))
 
 
+@pytest.mark.slow  # 8 concurrent processes
 def test_concurrent_runs_lose_nothing(tmp_path):
     """8 processes logging to one sqlite MLflow store at once: every run and every point lands."""
     uri = f"sqlite:///{tmp_path}/mlflow.db"
@@ -234,6 +235,7 @@ def test_another_config_is_refused_then_overwrite_moves_the_old_record_aside(tmp
     assert find_runs([tmp_path]) == [out.resolve()]  # the moved record is no run of the summary
 
 
+@pytest.mark.slow  # concurrent processes
 def test_two_runs_into_one_folder_at_once(tmp_path):
     out = tmp_path / "run"
     first = _popen(["--method", "gsadmm", "--epochs", "5000", "--mlflow", "false"], out)

@@ -28,6 +28,8 @@ import yaml
 from tssm.config import RunConfig
 from tssm.run import train
 
+pytestmark = pytest.mark.slow  # a local SLURM cluster
+
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "workflow" / "scripts" / "local_slurm.sh"
 BIN = Path(sys.executable).parent
