@@ -45,7 +45,8 @@ sys.path.insert(0, str(ROOT))
 
 from tests.test_data import idx_bytes, mnist_labels, write_mnist_gz, write_mnist_raw  # noqa: E402
 from tests.test_errors import CASES as BAD_INPUT, BASE as BAD_INPUT_BASE  # noqa: E402
-from tests.test_pipeline import _tiny_config, snakemake, write_config  # noqa: E402
+from tests.test_grid import tiny_config as _tiny_config  # noqa: E402
+from tests.test_pipeline import snakemake, write_config  # noqa: E402
 
 TINY = ["--dataset", "digits", "--width", "16", "--depth", "4", "--threads", "1", "--no-progress"]
 OFF = ["--mlflow", "false", "--checkpoint", "false"]

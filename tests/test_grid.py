@@ -64,7 +64,7 @@ def refused(cfg: dict) -> str:
 
 
 # ------------------------------------------------------------------------------ expansion
-@pytest.mark.parametrize("name, expected", [("config", 69), ("fashion", 6), ("fashion-splits", 11), ("paper", 303),
+@pytest.mark.parametrize("name, expected", [("config", 90), ("fashion", 6), ("fashion-splits", 11), ("paper", 321),
                                             ("sweep", 54), ("sweep-quick", 27), ("fashion-reference", 7)])
 def test_every_config_expands_to_its_full_grid(name, expected):
     cfg = config(name)
@@ -118,15 +118,15 @@ def test_paper_config_uses_gpus_and_torchrun_for_workers():
 
 
 def test_plan_says_what_it_costs():
-    """config/paper.yaml: 303 jobs, the GPUs each asks for and the sum of runtime limits
+    """config/paper.yaml: 321 jobs, the GPUs each asks for and the sum of runtime limits
     (about 8,700 GPU-hours), in one line."""
     g = grid.load(config("paper"))
     cost = g.cost()
-    assert cost["jobs"] == 303 and sum(cost["gpus_per_job"].values()) == 303
-    assert cost["gpus_per_job"][3] == 9 and cost["cuda"] == ["cuda"]
+    assert cost["jobs"] == 321 and sum(cost["gpus_per_job"].values()) == 321
+    assert cost["gpus_per_job"][3] == 15 and cost["cuda"] == ["cuda"]
     assert cost["gpu_min"] == sum(p.runtime * p.gpus for p in g.points.values())
     line = grid.cost_text(g)
-    assert "303 training jobs" in line and "9 jobs x 3 GPUs" in line and f"{cost['gpu_min'] / 60:.1f} GPU-hours" in line
+    assert "321 training jobs" in line and "15 jobs x 3 GPUs" in line and f"{cost['gpu_min'] / 60:.1f} GPU-hours" in line
 
 
 def test_sweep_variants_get_their_folder_settings_and_tags():
@@ -190,7 +190,7 @@ def test_verdict_config_plans_presets_and_equal_tuning():
         else:
             expected += points * len(exp["seeds"]) * len(exp["grid"]["preset"])
     g = grid.load(cfg)
-    assert len(g.points) == expected == 338
+    assert len(g.points) == expected == 452
 
 
 # ------------------------------------------------------------------------------ refusals
@@ -310,8 +310,8 @@ def test_tssm_plan_prints_the_grid_and_its_cost(capsys):
     assert main(["plan", str(CONFIGS / "config.yaml")]) == 0
     out = capsys.readouterr().out
     assert "digits/mlp/gsadmm/n2/seed0/cores2" in out and "2 x 1" in out
-    assert out.strip().splitlines()[-1].startswith("plan of `default`: 69 training jobs; 69 jobs x 0 GPUs")
-    assert len(out.strip().splitlines()) == 1 + 69 + 2
+    assert out.strip().splitlines()[-1].startswith("plan of `default`: 90 training jobs; 90 jobs x 0 GPUs")
+    assert len(out.strip().splitlines()) == 1 + 90 + 2
 
 
 def test_tssm_plan_refuses_a_bad_config_with_one_line(tmp_path, capsys):
@@ -334,7 +334,7 @@ def test_grid_is_planned_in_milliseconds():
     cfg = config("verdict")
     t0 = time.perf_counter()
     grid.load(cfg)
-    assert time.perf_counter() - t0 < 2.0  # 338 points, each checked as `tssm train` checks it
+    assert time.perf_counter() - t0 < 2.0  # 452 points, each checked as `tssm train` checks it
     assert json.dumps(cfg["figures"])  # defaults filled in
 
 

@@ -42,10 +42,11 @@ rule mlflow_pipeline_run:
         table=f"{RESULTS}/summary.md",
         files=[f"{RESULTS}/summary.html"] + ([f"{RESULTS}/tuning.md"] if TRIAL_RUNS else []),
         figures=FIGURE_FILES,
-        script=f"{REPO}/workflow/scripts/mlflow_pipeline_run.py",
     output:
         marker=f"{RESULTS}/mlflow_pipeline_run.json",
     params:
+        code=code_digest("workflow/scripts/mlflow_pipeline_run.py"),  # changed code re-runs it; a moved checkout does not
+        config_files=MLFLOW_CONFIG_FILES,
         python=PYTHON_NAME,
         tracking_uri=TRACKING_URI,
         config_name=NAME,
@@ -54,7 +55,7 @@ rule mlflow_pipeline_run:
     conda:
         ENV_FILE
     shell:
-        "{params.python} {input.script:q} --experiment-marker {input.experiment:q}"
+        "{params.python} \"$TSSM_SCRIPTS/mlflow_pipeline_run.py\" --experiment-marker {input.experiment:q}"
         " --tracking-uri {params.tracking_uri:q} --config-name {params.config_name:q}"
         " --summary-csv {input.summary:q} --summary-md {input.table:q} --files {input.files:q}"
-        " --figures {input.figures:q} --config-files {MLFLOW_CONFIG_FILES} --out {output.marker:q} > {log:q} 2>&1"
+        " --figures {input.figures:q} --config-files {params.config_files:q} --out {output.marker:q} > {log:q} 2>&1"

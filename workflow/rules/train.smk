@@ -23,7 +23,7 @@ rule prepare_data:
 # param that changes (an edited or moved config) re-runs mlflow_experiment, and that step
 # re-running holds back the new points' jobs in the same call; mlflow_pipeline_run updates the
 # study for an edited config instead.
-MLFLOW_CONFIG_FILES = " ".join(shlex.quote(os.path.relpath(f)) for f in workflow.configfiles)
+MLFLOW_CONFIG_FILES = [os.path.relpath(f) for f in workflow.configfiles]  # the YAML the study run holds
 
 
 rule mlflow_experiment:
@@ -38,6 +38,7 @@ rule mlflow_experiment:
         experiment=EXPERIMENT,
         tracking_uri=TRACKING_URI,
         config_name=NAME,
+        config_files=MLFLOW_CONFIG_FILES,
     log:
         f"{LOGS}/mlflow_experiment.log",
     conda:
@@ -45,7 +46,7 @@ rule mlflow_experiment:
     shell:
         "{params.python} \"$TSSM_SCRIPTS/mlflow_experiment.py\" --name {params.experiment:q}"
         " --tracking-uri {params.tracking_uri:q} --tag pipeline_config={params.config_name:q}"
-        " --config-files {MLFLOW_CONFIG_FILES} --parent-out {output.parent:q} --out {output.marker:q} > {log:q} 2>&1"
+        " --config-files {params.config_files:q} --parent-out {output.parent:q} --out {output.marker:q} > {log:q} 2>&1"
 
 
 rule train:
