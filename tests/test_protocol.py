@@ -15,7 +15,8 @@ from tssm.reporting import rows as summary_rows, stats, verdict
 from tssm.config import RunConfig, setting_owners
 from tssm.data import Dataset
 from tssm.errors import ConfigError
-from tssm.presets import DECLARED, preset_values
+from tssm.config import preset_values
+from tssm.presets import DECLARED
 from tssm.run import train
 from tssm.solvers import SOLVERS
 

@@ -31,7 +31,7 @@ TOY = '''"""A toy method: the frozen control with a setting of its own."""
 
 from dataclasses import dataclass
 
-from ..config import option
+from ..settings import option
 from .backprop import Backprop
 from .base import WStepSettings
 

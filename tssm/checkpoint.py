@@ -1,5 +1,5 @@
 """Epoch-boundary checkpoints: weights, optimizer state, the method's per-stage state and the
-loop's :class:`~tssm.run.TrainState`.
+loop's :class:`TrainState`.
 
 One file per rank (``<out>/checkpoint/rank<r>.pt``), written atomically. A run started
 again with the same config resumes after the last finished epoch and ends with the same
@@ -22,16 +22,16 @@ import pickle
 import tempfile
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import torch
 
 from .config import RunConfig
-from .errors import TSSMError
-from .solvers import Solver, Stage
 from .environment import git_commit
-from .errors import warn
+from .errors import TSSMError, warn
 from .files import current_umask
+from .solvers import Solver, Stage
 
 
 class CheckpointError(TSSMError):
@@ -64,11 +64,27 @@ def _one_line(e: Exception) -> str:
     return f"{type(e).__name__}: {text[0] if text else ''}"[:300]
 
 
-if TYPE_CHECKING:
-    from .run import TrainState
+@dataclass
+class TrainState:
+    """What the loop carries from one epoch to the next; a checkpoint saves and restores it
+    whole. Every rank keeps one (the same numbers: metrics are gathered on every rank)."""
+
+    epoch: int = 0  # the last finished epoch (0: only the initial state is recorded)
+    train_clock: float = 0.0  # seconds of training so far, evaluation excluded
+    last_train_loss: float | None = None  # the last recorded epoch's composed training loss
+    rows: list[dict[str, float]] = field(default_factory=list)  # the per-epoch record so far
+    mlflow_run_id: str | None = None
+    tracking_uri: str | None = None  # the store mlflow_run_id lives in
+
+    def state_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_state_dict(cls, d: dict[str, Any]) -> "TrainState":
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})  # older checkpoints lack some
 
 
-def save_checkpoint(path: Path, cfg: RunConfig, state: "TrainState", stages: list[Stage], solver: Solver) -> None:
+def save_checkpoint(path: Path, cfg: RunConfig, state: TrainState, stages: list[Stage], solver: Solver) -> None:
     blob = {
         "config_hash": cfg.config_hash(),
         "code_version": code_version(),
@@ -101,12 +117,11 @@ def save_checkpoint(path: Path, cfg: RunConfig, state: "TrainState", stages: lis
 
 
 def load_checkpoint(path: Path, cfg: RunConfig, stages: list[Stage], solver: Solver, *,
-                    other_code: str = "refuse") -> "TrainState | None":
+                    other_code: str = "refuse") -> TrainState | None:
     """Restore ``stages`` in place from ``path``; returns the saved loop state, or None when
     there is no usable checkpoint (none, unreadable, or another config's). A checkpoint of other
     code raises :class:`CheckpointError` (``other_code="refuse"``) or is ignored (``"restart"``,
     what ``--overwrite`` asks)."""
-    from .run import TrainState
 
     if not path.exists():
         return None

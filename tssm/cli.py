@@ -21,7 +21,8 @@ from dataclasses import MISSING, fields
 from typing import Any
 
 from . import __version__
-from .config import RunConfig, field_type
+from .config import RunConfig
+from .settings import field_type
 from .errors import NOTHING_TRAINED, Interrupted, TSSMError, exit_before_start
 
 

@@ -12,130 +12,21 @@ when the chosen method does not.
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
-import functools
 import hashlib
 import json
-import math
-import types
 import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .presets import PRESETS
+from .presets import DEFAULT_TUNED_FILE, PRESETS, tuned_values
+from .settings import MethodSettings, check_fields, field_type, option, unknown_choice
 
 #: Option groups, in the order ``tssm train --help`` lists them.
 GROUPS = ("problem", "split", "training", "method", "execution", "tracking")
 
-
-def option(default: Any = dataclasses.MISSING, *, help: str, group: str = "method", choices: tuple = (),
-           minimum: float | None = None, positive: bool = False, hint: str = "", describe: str = "",
-           factory=None) -> Any:
-    """A config field with what the CLI, the validation and the docs need to know about it.
-
-    ``minimum`` (integers) and ``positive`` (numbers) are checked by :func:`check_fields`;
-    ``hint`` is appended to the error message (e.g. the paper's value), ``describe`` replaces
-    its "a positive integer"."""
-    meta = {"help": help, "group": group, "choices": tuple(choices), "minimum": minimum, "positive": positive,
-            "hint": hint, "describe": describe}
-    if factory is not None:
-        return field(default_factory=factory, metadata=meta)
-    return field(default=default, metadata=meta)
-
-
-@functools.lru_cache(maxsize=None)
-def _type_hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)  # slow (evaluates every annotation): once per class
-
-
-def field_type(cls: type, name: str) -> tuple[Any, bool]:
-    """(base type, optional) of a dataclass field: ``int | None`` -> (int, True)."""
-    hint = _type_hints(cls)[name]
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        args = typing.get_args(hint)
-        return next(a for a in args if a is not type(None)), type(None) in args
-    return hint, False
-
-
-def unknown_choice(key: str, value: Any, options: tuple) -> str:
-    """The message for ``value`` outside the closed set ``options`` of ``key``: the allowed
-    values, after the likely meant one (another case, '-' for '_', a typo)."""
-    names = [str(o) for o in options]
-    norm = {n.lower().replace("-", "_"): n for n in names}
-    guess = norm.get(str(value).lower().replace("-", "_")) if isinstance(value, str) else None
-    if guess is None and isinstance(value, str):
-        close = difflib.get_close_matches(value.lower(), names, n=1, cutoff=0.6)
-        guess = close[0] if close else None
-    hint = f" (did you mean {guess!r}?)" if guess is not None else ""
-    return f"unknown {key} {value!r}{hint}; choose one of {', '.join(names)}"
-
-
-def _type_error(key: str, value: Any, meta: dict, base: Any) -> str | None:
-    """Why ``value`` is not a valid ``key`` (None if it is); strict: no strings for numbers,
-    no booleans for integers, no NaN or infinity."""
-    hint = f" ({meta['hint']})" if meta.get("hint") else ""
-    if meta.get("choices"):
-        if value not in meta["choices"]:
-            return unknown_choice(key, value, meta["choices"])
-        return None
-    if base is bool:
-        return None if isinstance(value, bool) else f"{key} must be true or false, got {value!r}"
-    if base is int:
-        minimum = meta.get("minimum")
-        ok = isinstance(value, int) and not isinstance(value, bool) and (minimum is None or value >= minimum)
-        if ok:
-            return None
-        what = meta.get("describe") or {1: "a positive integer", 0: "a non-negative integer", None: "an integer"}.get(
-            minimum, f"an integer >= {minimum}")
-        return f"{key} must be {what}, got {value!r}{hint}"
-    if base is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-        if ok and (not meta.get("positive") or value > 0):
-            return None
-        what = "a positive number" if meta.get("positive") else "a finite number"
-        return f"{key} must be {what}, got {value!r}{hint}"
-    if base is str:
-        return None if isinstance(value, str) else f"{key} must be a string, got {value!r}"
-    origin = typing.get_origin(base)
-    if origin is list:
-        if isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-            return None
-        return f"{key} must be a list of integers, got {value!r}"
-    if origin is dict:
-        if isinstance(value, dict) and all(isinstance(k, str) for k in value):
-            return None
-        return f"{key} must be a mapping of names to values, got {value!r}"
-    return None
-
-
-def check_fields(obj: Any) -> None:
-    """Check every field of a config dataclass against its declaration (type, range, choices)."""
-    for f in fields(obj):
-        value = getattr(obj, f.name)
-        base, optional = field_type(type(obj), f.name)
-        if value is None and optional:
-            continue
-        problem = _type_error(f.name, value, f.metadata, base)
-        if problem:
-            raise ConfigError(problem)
-
-
-@dataclass
-class MethodSettings:
-    """Settings of a method that reads none beyond the common ones (its section is empty)."""
-
-    def validate(self) -> None:
-        check_fields(self)
-
-    def lr(self, common_lr: float | None, default_optimizer: str) -> tuple[str, float]:
-        """(optimizer, learning rate) of the method's gradient steps."""
-        return default_optimizer, common_lr if common_lr is not None else DEFAULT_LR[default_optimizer]
-
-
-DEFAULT_LR = {"sgd": 0.01, "adam": 0.001}
 
 #: Fields of RunConfig that do not change the numbers (where a run goes, how it is recorded). The
 #: data's *content* does: the run identity hashes it (``data_identity``), never its path.
@@ -294,8 +185,6 @@ class RunConfig:
         ``tuned_file`` changes meanwhile."""
         if "_preset_values" in self.__dict__:
             return dict(self.__dict__["_preset_values"])
-        from .presets import preset_values
-
         resolved = preset_values(self.preset, self.method, self.to_dict()) if self.preset is not None else {}
         self.__dict__["_preset_values"] = resolved
         return dict(resolved)
@@ -309,8 +198,6 @@ class RunConfig:
     def from_dict(cls, values: dict[str, Any], *, source: str = "config") -> "RunConfig":
         """A validated config from flat keys; each key is a common field or a setting of the
         chosen method."""
-        from .presets import apply_preset
-
         values = dict(values)
         method = values.get("method", "gsadmm")
         if not isinstance(method, str) or method not in method_names():
@@ -404,6 +291,35 @@ def _unknown_keys_message(values: dict[str, Any], method: str, source: str, know
     if all(k in readers for k in values):
         return f"in {source}: " + "; ".join(hints)
     return f"unknown key(s) in {source}: {', '.join(hints)}; valid keys: {', '.join(known)}"
+
+
+def preset_values(name: str, method: str, point: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The keys preset ``name`` sets for ``method`` (only keys the method reads); ``point``
+    (the run's flat keys) places a ``tuned`` run: its dataset, model, splits, tuned_file."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)} (or leave it out for "
+                          f"the defaults)")
+    if name == "tuned":
+        p = point or {}
+        splits = p.get("splits") or (1 if method_class(method).end_to_end else 2)
+        declared = tuned_values(p.get("tuned_file") or DEFAULT_TUNED_FILE, p.get("dataset", "digits"),
+                                p.get("model", "mlp"), method, splits)
+    else:
+        declared = method_class(method).presets.get(name, {})
+    own = reads(method)
+    return {k: v for k, v in declared.items() if k in own}
+
+
+def apply_preset(values: dict[str, Any], method: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``values`` (flat keys, as given) with the preset they name filled in under them, and
+    every value the preset sets for ``method`` (what the run records with the preset's name)."""
+    name = values.get("preset")
+    if name is None:
+        return values, {}
+    if not isinstance(name, str):
+        raise ConfigError(f"preset must be a name ({', '.join(PRESETS)}), got {name!r}")
+    declared = preset_values(name, method, values)
+    return {**{k: v for k, v in declared.items() if k not in values}, **values}, declared
 
 
 def method_names() -> tuple[str, ...]:

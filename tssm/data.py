@@ -34,7 +34,7 @@ import socket
 import tempfile
 import zlib
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 

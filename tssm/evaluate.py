@@ -101,7 +101,7 @@ class Evaluation:
 
 def finalize(sums: dict[str, float], solver: Solver, n_test: int, n_val: int = 0) -> dict[str, float]:
     """Turn the added-up stage sums into the epoch's metrics (val_* only with a validation split)."""
-    M, cfg = solver.M, solver.cfg
+    M = solver.M
     m = {
         "train_loss": sums.pop("train_loss_sum") / M,
         "train_acc": sums.pop("train_correct") / M,

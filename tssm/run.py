@@ -16,13 +16,13 @@ import os
 import resource
 import signal
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import TrainState, load_checkpoint, save_checkpoint
 from .config import RunConfig
 from .data import Dataset, load_dataset
 from .errors import ConfigError, DistributedError, DivergenceError, Interrupted, exit_before_start
@@ -183,26 +183,6 @@ def _finite_state(solver: Solver, stages: list[Stage], row: dict[str, float]) ->
             if not torch.isfinite(prm).all():
                 return f"weight {name} of subnetwork {st.index + 1} has NaN/Inf"
     return None
-
-
-@dataclass
-class TrainState:
-    """What the loop carries from one epoch to the next; a checkpoint saves and restores it
-    whole. Every rank keeps one (the same numbers: metrics are gathered on every rank)."""
-
-    epoch: int = 0  # the last finished epoch (0: only the initial state is recorded)
-    train_clock: float = 0.0  # seconds of training so far, evaluation excluded
-    last_train_loss: float | None = None  # the last recorded epoch's composed training loss
-    rows: list[dict[str, float]] = field(default_factory=list)  # the per-epoch record so far
-    mlflow_run_id: str | None = None
-    tracking_uri: str | None = None  # the store mlflow_run_id lives in
-
-    def state_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_state_dict(cls, d: dict[str, Any]) -> "TrainState":
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})  # older checkpoints lack some
 
 
 @dataclass

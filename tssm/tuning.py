@@ -86,21 +86,6 @@ def write_selection(selected: list[dict[str, Any]], path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump({"selected_on": SELECT_ON, "selection": selected}, sort_keys=False))
 
 
-def tuned_values(path: str | Path, dataset: str, model: str, method: str, splits: int) -> dict[str, Any]:
-    """The settings the tuning selected for one grid point (``preset: tuned``)."""
-    import yaml
-
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"preset 'tuned' reads the tuning's selection from {p}, which does not exist; run the "
-                          f"pipeline's tuning first (a config with a `tuning:` section) or set tuned_file")
-    for s in (yaml.safe_load(p.read_text()) or {}).get("selection", []):
-        if (s["dataset"], s["model"], s["method"], int(s["splits"])) == (dataset, model, method, int(splits)):
-            return dict(s["settings"])
-    raise ConfigError(f"{p} holds no tuned settings for {dataset}/{model}/{method}/n{splits}; tune that point "
-                      f"first or choose another preset")
-
-
 def trial_rows(run_files: list[str]) -> list[dict[str, Any]]:
     """Summary rows of the trial runs, each with the settings its trial drew (its variant's)."""
     from .reporting.records import load_run

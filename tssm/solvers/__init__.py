@@ -12,7 +12,7 @@ import importlib
 
 import torch
 
-from ..config import RunConfig
+from ..settings import RunView
 from .backprop import SGD, Adam, Backprop, Frozen
 from .base import Mailbox, Phase, Solver, Stage, forward_rows
 from .gsadmm import GsADMM
@@ -39,7 +39,7 @@ def _load(path: str) -> type[Solver]:
 SOLVERS: dict[str, type[Solver]] = {name: _load(path) for name, path in REGISTRY.items()}
 
 
-def make_solver(cfg: RunConfig, x_train: torch.Tensor, y_train: torch.Tensor) -> Solver:
+def make_solver(cfg: RunView, x_train: torch.Tensor, y_train: torch.Tensor) -> Solver:
     return SOLVERS[cfg.method](cfg, x_train, y_train)
 
 

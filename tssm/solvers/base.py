@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import DEFAULT_LR, MethodSettings, RunConfig, option
+from ..settings import DEFAULT_LR, MethodSettings, RunView, option
 from ..errors import DivergenceError
 from ..roles import derived_role
 
@@ -198,7 +198,7 @@ class Solver:
         """What ``run.json`` records of the method for reporting: its role and label."""
         return {"role": cls.reporting_role(), "label": cls.label or cls.name}
 
-    def __init__(self, cfg: RunConfig, x_train: torch.Tensor, y_train: torch.Tensor):
+    def __init__(self, cfg: RunView, x_train: torch.Tensor, y_train: torch.Tensor):
         self.cfg = cfg
         self.settings = cfg.settings
         self.x, self.y = x_train, y_train
@@ -208,7 +208,7 @@ class Solver:
         self.data_scale = 1.0 / self.M if getattr(self.settings, "scaling", "paper") == "paper" else 1.0
 
     @classmethod
-    def check(cls, cfg: RunConfig) -> None:
+    def check(cls, cfg: RunView) -> None:
         """Refuse (ConfigError) a config this method cannot run, before anything is loaded."""
 
     def epoch_metrics(self, stage: Stage) -> dict[str, float]:

@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..config import option
+from ..settings import option
 from .base import Mailbox, Solver, Stage, WStepSettings, make_optimizer
 
 

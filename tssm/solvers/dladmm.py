@@ -94,7 +94,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import MethodSettings, check_fields, option
+from ..settings import MethodSettings, check_fields, option
 from ..errors import ConfigError, DivergenceError
 from .base import Solver, Stage
 

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import DEFAULT_LR, MethodSettings, RunConfig, option
+from ..settings import DEFAULT_LR, MethodSettings, RunView, option
 from ..errors import ConfigError, DivergenceError
 from .base import Mailbox, Solver, Stage
 
@@ -70,13 +70,13 @@ class GPipe(Solver):
     Settings = GPipeSettings
     presets = {"paper": {"init": "kaiming"}, "demo": {"init": "demo"}}  # as the backprop baselines
 
-    def __init__(self, cfg: RunConfig, x_train: torch.Tensor, y_train: torch.Tensor):
+    def __init__(self, cfg: RunView, x_train: torch.Tensor, y_train: torch.Tensor):
         super().__init__(cfg, x_train, y_train)
         self.schedules: dict[int, object] = {}  # by stage index, on a rank per stage
         self.real_rows = 1.0  # the minibatch's real row count, read by the micro-batch loss
 
     @classmethod
-    def check(cls, cfg: RunConfig) -> None:
+    def check(cls, cfg: RunView) -> None:
         m = cfg.settings.microbatches
         if cfg.batch_size % m:
             raise ConfigError(f"microbatches={m} must divide batch_size={cfg.batch_size}; choose a divisor")

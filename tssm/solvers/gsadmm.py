@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..config import option
+from ..settings import option
 from .base import PAPER_VALUES, Mailbox, Stage, TSSMSettings, TSSMSolver
 
 
