@@ -74,9 +74,11 @@ FIGURES: dict[str, tuple[str, str, str]] = {
     "time_to_target": ("time_to_target", "Beyond the paper", "time to target"),
     "speedup": ("speedup", "Beyond the paper", "speedup vs n"),
     "sweep": ("sweep", "Sweep", "final accuracy per variant"),
+    "budget": ("budget", "Beyond the paper", "difference to the control vs epochs"),
 }
 
 
-def figure_stems(has_variants: bool) -> list[str]:
-    """The figures drawn for a results folder (the sweep figure needs variants)."""
-    return [s for s in FIGURES if s != "sweep" or has_variants]
+def figure_stems(has_variants: bool, budget: bool = False) -> list[str]:
+    """The figures drawn for a results folder (the sweep figure needs variants; the budget
+    figure is drawn when the config names budget epochs)."""
+    return [s for s in FIGURES if (s != "sweep" or has_variants) and (s != "budget" or budget)]

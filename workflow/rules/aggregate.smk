@@ -34,6 +34,7 @@ rule summary:
         code=code_digest("tssm/reporting", "workflow/scripts/summary_html.py"),
         target=FIGS["target_train_acc"],
         reference=FIGS["reference"],
+        epochs=" ".join(["--epochs", *map(str, FIGS["budget_epochs"])]) if FIGS["budget_epochs"] else "",
         title=f"tssm-bench: {NAME} (MLflow experiment {EXPERIMENT})",
     log:
         f"{LOGS}/summary.log",
@@ -41,5 +42,5 @@ rule summary:
         ENV_FILE
     shell:
         "{params.python} -m tssm.reporting.summary {input.runs:q} --csv {output.csv:q} --md {output.md:q}"
-        " --target-acc {params.target} --reference {params.reference} --title {params.title:q} > {log:q} 2>&1"
+        " --target-acc {params.target} --reference {params.reference} {params.epochs} --title {params.title:q} > {log:q} 2>&1"
         " && {params.python} \"$TSSM_SCRIPTS/summary_html.py\" {output.md:q} {output.html:q} >> {log:q} 2>&1"

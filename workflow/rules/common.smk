@@ -69,7 +69,8 @@ ENV_FILE = "../../envs/tssm.yaml"
 SCRIPTS = f"{REPO}/workflow/scripts"
 ALL_RUNS = [f"{p.folder(RESULTS)}/done.json" for p in GRID.runs()]  # written once a run finished (train.smk)
 TRIAL_RUNS = [f"{p.folder(RESULTS)}/done.json" for p in GRID.trials()]
-FIGURE_STEMS = layout.figure_stems(GRID.has_variants)  # the sweep figure only for a config with variants
+# the sweep figure only for a config with variants, the budget figure for one with budget epochs
+FIGURE_STEMS = layout.figure_stems(GRID.has_variants, bool(FIGS["budget_epochs"]))
 FIGURE_FILES = [f"{FIGDIR}/{stem}.{ext}" for stem in FIGURE_STEMS for ext in ("png", "pdf")]
 
 

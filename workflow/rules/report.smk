@@ -23,6 +23,7 @@ rule figures:
         ),
         target=FIGS["target_train_acc"],
         reference=FIGS["reference"],
+        budget="--budget" if FIGS["budget_epochs"] else "",
     log:
         f"{LOGS}/figures.log",
     conda:
@@ -30,7 +31,7 @@ rule figures:
     shell:
         "{params.python} -m tssm.reporting.figures --summary {input.summary:q} --out-dir {params.outdir:q}"
         " --figure1-splits {params.fig1} --figure2-splits {params.fig2} {params.fig2_select}"
-        " --target-acc {params.target} --reference {params.reference} > {log:q} 2>&1"
+        " --target-acc {params.target} --reference {params.reference} {params.budget} > {log:q} 2>&1"
 
 
 rule mlflow_pipeline_run:
