@@ -3,7 +3,7 @@
 ``results/`` is git-ignored: what a run of the pipeline found is on the machine that ran it.
 Publishing copies what a reader needs -- ``summary.md``, ``summary.csv``, the figures (PNG),
 and the tuning's selection where there is one -- into ``docs/results/<name>/`` with a
-``MANIFEST.json`` (the source folder, the commit it was published from, each file's SHA-256),
+``MANIFEST.json`` (the source folder, the commit of the checkout it lies in, each file's SHA-256),
 so a clone shows the results and the README can quote them. The files are copies, never edited
 by hand: publish again to update them.
 
@@ -50,9 +50,10 @@ def publishable(source: Path) -> list[Path]:
     return [source / n for n in REQUIRED] + [source / n for n in OPTIONAL if (source / n).is_file()] + figures
 
 
-def _commit() -> str | None:
+def _commit(folder: Path) -> str | None:
+    """The commit of the checkout holding ``folder`` (where the results were made), if any."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, cwd=folder)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() or None
@@ -73,7 +74,7 @@ def publish(source: Path, dest: Path) -> dict:
         (dest / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(f, dest / rel)
         entries[str(rel)] = hashlib.sha256(f.read_bytes()).hexdigest()
-    manifest = {"source": str(source), "published_from_commit": _commit(),
+    manifest = {"source": str(source), "source_checkout_commit": _commit(source),
                 "published_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 "files": entries}
     (dest / "MANIFEST.json").write_text(json.dumps(manifest, indent=1) + "\n")
