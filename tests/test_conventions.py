@@ -120,3 +120,49 @@ def test_rule_env_has_what_the_rules_import():
     scripts = imported_modules((ROOT / "workflow" / "scripts").glob("*.py"))
     third_party = scripts - set(sys.stdlib_module_names) - {"tssm", "__future__"}
     assert third_party <= {module_of(r) for r in pip}, third_party
+
+
+def _import_graph(package: Path) -> dict[str, set[str]]:
+    """Module -> the package's modules it imports (any import statement, lazy ones included)."""
+    import ast
+
+    mods = {".".join(f.relative_to(package.parent).with_suffix("").parts[:-1] if f.name == "__init__.py"
+                     else f.relative_to(package.parent).with_suffix("").parts): f for f in package.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, f in mods.items():
+        deps: set[str] = set()
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = name.split(".")[: len(name.split(".")) - node.level + (f.name == "__init__.py")] if node.level else []
+                prefix = ".".join(base + ([node.module] if node.module else []))
+                targets = [prefix] + [f"{prefix}.{a.name}" for a in node.names]
+            else:
+                continue
+            for t in targets:
+                while t and t not in mods:
+                    t = t.rpartition(".")[0]
+                if t and t != name:
+                    deps.add(t)
+        graph[name] = deps
+    return graph
+
+
+def test_the_package_has_no_import_cycles():
+    """Every import inside tssm points one way: no path of imports (lazy ones included) leads
+    from a module back to itself. At bb3c409 this listed 2 cycles (config/presets/tuning/summary/
+    solvers and run/checkpoint)."""
+    graph = _import_graph(ROOT / "tssm")
+    cycles = []
+
+    def visit(node, path):
+        for dep in graph[node]:
+            if dep == path[0]:
+                cycles.append(" -> ".join(path + [dep]))
+            elif dep not in path and len(path) < 12 and dep > path[0]:
+                visit(dep, path + [dep])
+
+    for start in graph:
+        visit(start, [start])
+    assert not cycles, "import cycles:\n" + "\n".join(sorted(cycles)[:10])
