@@ -121,7 +121,7 @@ def test_paper_config_uses_gpus_and_torchrun_for_workers(tmp_path: Path):
     assert "-m tssm.gpu_slots 3 -- python" in out  # its own 3 GPUs on a local multi-GPU machine
     # what the plan costs, and a warning that this machine has no GPU for it (a dry run goes on)
     err = r.stderr
-    assert "plan of `paper`: 303 training jobs; 276 jobs x 1 GPU, 9 jobs x 2 GPUs" in err
+    assert "plan of `paper`: 321 training jobs; 276 jobs x 1 GPU, 15 jobs x 2 GPUs" in err
     assert "GPU-hours" in err and "warning: config `paper` asks for device cuda" in err
     assert "prepare_data" in out  # the data rule runs before the fan-out
     single = "results/paper/runs/mnist/mlp/adam/n1/seed0/done.json"

@@ -85,8 +85,11 @@ def _uses_conda():
 # names workflow/scripts for the same reason (and see docs/pipeline.md on ancient() markers).
 PYTHON = config.get("python") or ("python" if _uses_conda() else sys.executable)
 PYTHON_DIR, PYTHON_NAME = os.path.split(PYTHON)
+# TSSM_CONFIG_FILES: the config YAML(s) the MLflow study run holds -- an environment variable, not
+# a param, so running an edited config under another file name does not re-make the study run.
 _ENV = [f"PYTHONPATH={shlex.quote(REPO)}${{PYTHONPATH:+:$PYTHONPATH}}", "MPLBACKEND=Agg",
-        f"TSSM_SCRIPTS={shlex.quote(SCRIPTS)}", *([f"PATH={shlex.quote(PYTHON_DIR)}:$PATH"] if PYTHON_DIR else [])]
+        f"TSSM_SCRIPTS={shlex.quote(SCRIPTS)}", *([f"PATH={shlex.quote(PYTHON_DIR)}:$PATH"] if PYTHON_DIR else []),
+        f"TSSM_CONFIG_FILES={shlex.quote(' '.join(shlex.quote(os.path.relpath(f)) for f in workflow.configfiles))}"]
 shell.prefix(f"set -euo pipefail; export {' '.join(_ENV)}; ".replace("{", "{{").replace("}", "}}"))
 
 

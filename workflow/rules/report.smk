@@ -47,7 +47,6 @@ rule mlflow_pipeline_run:
         marker=f"{RESULTS}/mlflow_pipeline_run.json",
     params:
         code=code_digest("workflow/scripts/mlflow_pipeline_run.py"),  # changed code re-runs it; a moved checkout does not
-        config_files=MLFLOW_CONFIG_FILES,
         python=PYTHON_NAME,
         tracking_uri=TRACKING_URI,
         config_name=NAME,
@@ -59,4 +58,4 @@ rule mlflow_pipeline_run:
         "{params.python} \"$TSSM_SCRIPTS/mlflow_pipeline_run.py\" --experiment-marker {input.experiment:q}"
         " --tracking-uri {params.tracking_uri:q} --config-name {params.config_name:q}"
         " --summary-csv {input.summary:q} --summary-md {input.table:q} --files {input.files:q}"
-        " --figures {input.figures:q} --config-files {params.config_files:q} --out {output.marker:q} > {log:q} 2>&1"
+        " --figures {input.figures:q} --config-files $TSSM_CONFIG_FILES --out {output.marker:q} > {log:q} 2>&1"

@@ -23,7 +23,6 @@ rule prepare_data:
 # param that changes (an edited or moved config) re-runs mlflow_experiment, and that step
 # re-running holds back the new points' jobs in the same call; mlflow_pipeline_run updates the
 # study for an edited config instead.
-MLFLOW_CONFIG_FILES = [os.path.relpath(f) for f in workflow.configfiles]  # the YAML the study run holds
 
 
 rule mlflow_experiment:
@@ -38,7 +37,6 @@ rule mlflow_experiment:
         experiment=EXPERIMENT,
         tracking_uri=TRACKING_URI,
         config_name=NAME,
-        config_files=MLFLOW_CONFIG_FILES,
     log:
         f"{LOGS}/mlflow_experiment.log",
     conda:
@@ -46,7 +44,7 @@ rule mlflow_experiment:
     shell:
         "{params.python} \"$TSSM_SCRIPTS/mlflow_experiment.py\" --name {params.experiment:q}"
         " --tracking-uri {params.tracking_uri:q} --tag pipeline_config={params.config_name:q}"
-        " --config-files {params.config_files:q} --parent-out {output.parent:q} --out {output.marker:q} > {log:q} 2>&1"
+        " --config-files $TSSM_CONFIG_FILES --parent-out {output.parent:q} --out {output.marker:q} > {log:q} 2>&1"
 
 
 rule train:
@@ -64,7 +62,9 @@ rule train:
         # order the jobs; a re-created marker re-runs the train jobs, whose status check (point_done.py)
         # then marks finished points done without training them (no ancient(): see docs/pipeline.md)
         experiment=rules.mlflow_experiment.output.marker,
-        parent=rules.mlflow_experiment.output.parent,  # the study run, each training run's parent
+        # the study run, each training run's parent; ancient(): the pipeline's last step rewrites
+        # this file when an edited config gets a new study run, which must not re-run training
+        parent=ancient(rules.mlflow_experiment.output.parent),
         data=lambda wc: data_marker(wc.dataset),
         tuned=tuned_input,  # a tuned experiment's final runs start after the selection
     output:
