@@ -655,15 +655,15 @@ def _snakemake_case(change: Callable[[dict], None]) -> Callable[[Ctx], Outcome]:
         change(cfg)
         t0 = time.time()
         r = snakemake(c.tmp, "-n", "--configfile", str(write_config(c.tmp / "bad.yaml", cfg)))
-        msg = [line for line in (r.stdout + r.stderr).splitlines() if "n_train" in line or "cuts" in line]
+        msg = [line for line in (r.stdout + r.stderr).splitlines() if "n_train" in line or "cut" in line]
         return Outcome(Proc("snakemake -n --configfile bad.yaml", r.returncode, "\n".join(msg) or r.stderr,
                             time.time() - t0), "no job run")
     return run
 
 
-case("snakemake -n, n_train larger than the dataset", NONZERO, "is more than the 1437 rows")(
+case("snakemake -n, n_train larger than the dataset", NONZERO, "has only 1437 rows in that split")(
     _snakemake_case(lambda cfg: cfg["experiments"][0].update(run={"n_train": 5000})))
-case("snakemake -n, cuts that do not fit every split level", NONZERO, "do not fit split level")(
+case("snakemake -n, cuts that do not fit every split level", NONZERO, "cut points given")(
     _snakemake_case(lambda cfg: cfg["experiments"][0].update(splits=[2, 3], run={"cuts": [4]})))
 
 
