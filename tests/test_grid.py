@@ -193,6 +193,20 @@ def test_verdict_config_plans_presets_and_equal_tuning():
     assert len(g.points) == expected == 452
 
 
+def test_only_keeps_the_named_experiments_and_their_folders():
+    """`only:` (a grid too long for one sitting) plans a part of the config: the same points,
+    in the same folders, as the whole config has for those experiments, and nothing else."""
+    whole = grid.load(config("verdict-full"))
+    part = grid.load({**config("verdict-full"), "only": ["full-tuned"]})
+    tuned = {p.name() for p in whole.runs() + whole.trials() if p.experiment == "full-tuned"}
+    assert {p.name() for p in part.runs() + part.trials()} == tuned
+    assert len(part.runs()) == 18 and len(part.trials()) == 36
+    assert {p.name(): p.settings for p in part.runs()} == {p.name(): p.settings for p in whole.runs()
+                                                            if p.experiment == "full-tuned"}
+    assert "names no experiment 'full-tune': this config's experiments are full-paper" in \
+        refused({**config("verdict-full"), "only": ["full-tune"]})
+
+
 # ------------------------------------------------------------------------------ refusals
 @pytest.mark.parametrize("mutate, message", [
     (lambda c: c.update(experimentz="x"), "at the top level: unknown key: 'experimentz' was unexpected (did you mean 'experiment'?)"),

@@ -231,8 +231,15 @@ class Grid:
         self.tuned_file = tuned_file  # what the final runs of a tuned experiment read
         self.points: dict[tuple, Point] = {}
         _check_run_keys(config["run"], "config `run`")
-        for i, exp in enumerate(config["experiments"]):
-            self._add_experiment(exp, exp.get("name") or f"exp{i}")
+        names = [exp.get("name") or f"exp{i}" for i, exp in enumerate(config["experiments"])]
+        only = config.get("only")
+        unknown = sorted(set(only or ()) - set(names))
+        if unknown:
+            raise ConfigError(f"config `only` names no experiment {unknown[0]!r}: this config's experiments are "
+                              f"{', '.join(names)}")
+        for name, exp in zip(names, config["experiments"]):
+            if only is None or name in only:
+                self._add_experiment(exp, name)
 
     # ---------------------------------------------------------------- reading it
     def runs(self) -> list[Point]:
