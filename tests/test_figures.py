@@ -26,6 +26,7 @@ from tssm.reporting.methods import Methods
 from tssm.reporting.records import load_runs
 from tssm.reporting.rows import summarize
 from tssm.reporting.summary import write_summary
+from tssm.reporting import tables
 from tssm.reporting.tables import markdown_table
 
 EPOCHS = 6
@@ -140,6 +141,26 @@ def test_markdown_table_means_over_finished_seeds_and_names_diverged(tree: Path)
     assert "Runs not in the averages" in md and "diverged at epoch 3" in md
     # one table row per dataset/model/method/n
     assert sum(l.startswith("| mnist |") for l in md.splitlines()) == 2 + 3 * 3
+
+
+def test_time_to_a_target_in_training_and_test_accuracy(tree: Path):
+    """The table gives seconds to the target in training and in test accuracy (test lags by
+    0.03 here, so it gets there no earlier); a method that never gets there says so, and one
+    where only some seeds did says how many, instead of averaging over the ones that did."""
+    df = summarize(load_runs([tree]), target=0.8)
+    adam = df[(df["dataset"] == "mnist") & (df["method"] == "adam")]
+    assert (adam["epoch_to_test_target"] >= adam["epoch_to_target"]).all()
+    assert adam["time_to_test_target_s"].tolist() == pytest.approx((0.4 * adam["epoch_to_test_target"]).tolist())
+    md = markdown_table(df)
+    head = md.splitlines()[0]
+    assert "| s to 0.8 train acc | s to 0.8 test acc |" in head
+    frozen = next(l for l in md.splitlines() if l.startswith("| mnist | mlp | frozen | 2 |"))
+    assert frozen.count("not reached") == 2
+    cells = dict(zip(head.split("|"), next(l for l in md.splitlines() if l.startswith("| mnist | mlp | adam |")).split("|")))
+    assert cells[" s to 0.8 test acc "].strip() == tables.fmt(adam["time_to_test_target_s"], 1)
+    partial = df[(df["dataset"] == "mnist") & (df["method"] == "adam")].copy()
+    partial.loc[partial.index[0], "time_to_test_target_s"] = float("nan")
+    assert tables.reached_cell(partial, "time_to_test_target_s").endswith("(1/2)")
 
 
 def test_write_summary_cli(tree: Path, capsys):

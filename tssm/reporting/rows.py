@@ -41,6 +41,8 @@ SUMMARY_COLUMNS = (
     "target_train_acc",
     "time_to_target_s",
     "epoch_to_target",
+    "time_to_test_target_s",
+    "epoch_to_test_target",
     "reason",
     "config_hash",
     "git_commit",
@@ -101,6 +103,7 @@ def summary_row(run: Run, target: float = 0.9, fields: Sequence[str] = ()) -> di
     if math.isnan(train_time) and run.metrics is not None and "epoch_time_s" in run.metrics:
         train_time = float(run.metrics["epoch_time_s"].dropna().sum()) if run.metrics["epoch_time_s"].notna().any() else math.nan
     t_hit, e_hit = time_to_target(run.metrics, target)
+    t_test, e_test = time_to_target(run.metrics, target, "test_acc")
     reason = run.info.get("reason") or run.problem
     env = run.info.get("environment") if isinstance(run.info.get("environment"), dict) else {}
     role, label = run.info.get("role"), run.info.get("label")
@@ -130,6 +133,8 @@ def summary_row(run: Run, target: float = 0.9, fields: Sequence[str] = ()) -> di
         "target_train_acc": target,
         "time_to_target_s": t_hit,
         "epoch_to_target": e_hit,
+        "time_to_test_target_s": t_test,  # the same target in test accuracy (evaluated epochs only)
+        "epoch_to_test_target": e_test,
         "reason": reason,
         "config_hash": run.info.get("config_hash"),
         "git_commit": run.info.get("git_commit"),

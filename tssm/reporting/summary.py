@@ -80,7 +80,7 @@ def build_parser(prog: str = "python -m tssm.reporting.summary") -> inputs.Parse
     p.add_argument("--csv", help="where to write summary.csv (default: <dir>/summary.csv when one folder is given)")
     p.add_argument("--md", help="where to write summary.md (default: next to the csv)")
     p.add_argument("--target-acc", type=inputs.target, default=0.9,
-                   help="training accuracy for time-to-target, in (0, 1] (default 0.9)")
+                   help="accuracy target for time-to-target (training, and test accuracy in the table), in (0, 1] (default 0.9)")
     p.add_argument("--title", help="heading of summary.md")
     p.add_argument("--reference", default="adam", help="baseline method (at n=1) a sweep is compared with, "
                                                        "besides the control (default adam)")

@@ -39,6 +39,17 @@ def runs_cell(g: pd.DataFrame) -> str:
     return "; ".join(parts)
 
 
+def reached_cell(ok: pd.DataFrame, column: str) -> str:
+    """Seconds to a target over the runs that reached it ('12.3 ± 0.4'), with 'k/m' when only
+    some did and 'not reached' when none did (never an average over the ones that missed)."""
+    if column not in ok or not len(ok):
+        return "n/a"
+    hit = pd.to_numeric(ok[column], errors="coerce").dropna()
+    if not len(hit):
+        return "not reached"
+    return fmt(hit, 1) + ("" if len(hit) == len(ok) else f" ({len(hit)}/{len(ok)})")
+
+
 def is_layerwise(g: pd.DataFrame) -> bool:
     """Whether every run of ``g`` is of a layerwise method (its role, else run.json's flag)."""
     if "role" in g and g["role"].notna().all():
@@ -81,6 +92,9 @@ def markdown_table(summary: pd.DataFrame) -> str:
     head = ["dataset", "model", "method", "n", *keys[4:], *(["ranks × threads"] if budgets else []), "runs",
             "final train acc", *(["final val acc"] if val else []), "final test acc", "final train loss", "s/epoch",
             "move_1"]
+    target = pd.to_numeric(summary.get("target_train_acc", pd.Series(dtype=float)), errors="coerce").dropna()
+    if len(target):  # training-clock seconds until the accuracy first reached the target
+        head[-1:-1] = [f"s to {target.iloc[0]:g} train acc", f"s to {target.iloc[0]:g} test acc"]
     lines = table_head(head)
     if not len(summary):
         lines.append("| (no runs) |" + " |" * (len(head) - 1))
@@ -98,7 +112,9 @@ def markdown_table(summary: pd.DataFrame) -> str:
         cells = [*shown, *([resources_cell(ok if len(ok) else g)] if budgets else []), runs_cell(g),
                  fmt(ok["final_train_acc"]), *([fmt(ok["final_val_acc"])] if val else []),
                  fmt(ok["final_test_acc"]), fmt(ok["final_train_loss"], 4),
-                 fmt(ok["sec_per_epoch"], 3), fmt(ok["move_1"], 3)]
+                 fmt(ok["sec_per_epoch"], 3),
+                 *([reached_cell(ok, "time_to_target_s"), reached_cell(ok, "time_to_test_target_s")] if len(target) else []),
+                 fmt(ok["move_1"], 3)]
         lines.append("| " + " | ".join(cells) + " |")
     notes = excluded_lines(summary)
     text = "\n".join(lines) + "\n"
