@@ -87,7 +87,9 @@ def draw_time_to_target(summary: pd.DataFrame, target: float = 0.9):
         ax.set_ylabel("seconds (training clock)")
         ax.grid(alpha=0.3)
         hs, labels = ax.get_legend_handles_labels()
-        ax.legend([*hs, *handles], [*labels, *(h.get_label() for h in handles)], fontsize=7)
+        # beside the panel, never over a marker (the points sit anywhere in the plot area)
+        ax.legend([*hs, *handles], [*labels, *(h.get_label() for h in handles)], fontsize=7,
+                  loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     text = join_notes(note(summary),
                       f"Never reached training accuracy {target:g}: " + "; ".join(never) if never else "",
                       "Reached by some seeds only: " + "; ".join(some) if some else "")
