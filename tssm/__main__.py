@@ -1,12 +1,8 @@
-import signal
 import sys
 
-from .errors import exit_before_start
+from .errors import guard_start_up
 
-# Ctrl-C from the first line on is one line and exit 4: the handler goes in before the CLI's
-# imports (json, yaml, torch), which would otherwise surface a KeyboardInterrupt's traceback.
-if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-    signal.signal(signal.SIGINT, exit_before_start)
+guard_start_up()  # before the CLI's imports (json, yaml, torch): Ctrl-C there is one line, exit 4
 
 from .cli import main  # noqa: E402
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 import typing
 from dataclasses import MISSING, fields
@@ -23,7 +22,7 @@ from typing import Any
 from . import __version__
 from .config import RunConfig
 from .settings import field_type
-from .errors import NOTHING_TRAINED, Interrupted, TSSMError, exit_before_start
+from .errors import NOTHING_TRAINED, Interrupted, TSSMError, guard_start_up
 
 
 def _parse_bool(s: str) -> bool:
@@ -196,8 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     importing torch included, is the one-line error and exit 4, never a traceback: a process of
     its own (``argv`` None) ends at once (:func:`tssm.errors.exit_before_start`) until training
     starts, which handles Ctrl-C itself."""
-    if argv is None and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-        signal.signal(signal.SIGINT, exit_before_start)
+    if argv is None:
+        guard_start_up()
     try:
         return _main(argv)
     except KeyboardInterrupt:

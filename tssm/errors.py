@@ -55,6 +55,17 @@ def exit_before_start(signum, frame) -> None:
     os._exit(4)
 
 
+def guard_start_up() -> None:
+    """Make Ctrl-C during start-up :func:`exit_before_start`, unless someone (a test, an
+    embedding program) already chose a SIGINT handler. Called at a process's first line
+    (``python -m tssm``) and again by the CLI (the ``tssm`` console script); ``run`` gives
+    Ctrl-C back to training once it starts."""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, exit_before_start)
+
+
 def warn(message: str) -> None:
     """One line on stderr, ``warning: ...`` (something the user should know; the run goes on)."""
     import sys
