@@ -26,7 +26,6 @@ import argparse
 import contextlib
 import csv
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -44,6 +43,7 @@ import tssm.run as run  # noqa: E402
 from tssm.config import RunConfig  # noqa: E402
 from tssm.data import Dataset  # noqa: E402
 from tssm.errors import Interrupted  # noqa: E402
+from tssm.interrupt import sigterm_after_epoch  # noqa: E402
 from tssm.parallel import cuda_record, cuda_unavailable_reason, local_threads  # noqa: E402
 from tssm.solvers import SOLVERS  # noqa: E402
 
@@ -142,20 +142,8 @@ def resume(table: Table, tmp: Path, device: str) -> None:
     settings = dict(method="gsadmm", splits=2, epochs=4, checkpoint=True, device=device)
     try:
         ref, _ = train(tmp / f"resume-{device}-ref", **settings)
-        real = run.train_epoch
-
-        def stop_after_two(s, state, epoch):
-            row = real(s, state, epoch)
-            if epoch == 2:
-                os.kill(os.getpid(), signal.SIGTERM)
-            return row
-
-        run.train_epoch = stop_after_two
-        try:
-            with contextlib.suppress(Interrupted):
-                train(tmp / f"resume-{device}-cut", **settings)
-        finally:
-            run.train_epoch = real
+        with sigterm_after_epoch(2), contextlib.suppress(Interrupted):
+            train(tmp / f"resume-{device}-cut", **settings)
         cut, _ = train(tmp / f"resume-{device}-cut", **settings)
         rel = rel_diff(ref, cut)
         table.add(name, f"rel. diff {rel:.1e} over {len(cut)} epochs", "ok" if rel <= RTOL_SAME else "FAIL")

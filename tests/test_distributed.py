@@ -3,7 +3,6 @@ lost rank ends the others with a clear error instead of a hang."""
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -273,10 +272,9 @@ def test_tf32_is_off_unless_asked_and_part_of_the_identity():
 def test_checkpoint_every(tmp_path, monkeypatch):
     """checkpoint_every=2: checkpoints after epochs 2 and 4 only; a stop by signal after epoch 1
     still checkpoints it, and the resumed run equals the uninterrupted one."""
-    import signal as sig
-
     import tssm.run as run
     from tssm.errors import Interrupted
+    from tssm.interrupt import sigterm_after_epoch
 
     def cfg(out):
         return RunConfig.from_dict(dict(dataset="digits", width=16, depth=4, epochs=4, n_train=300, mlflow=False,
@@ -288,20 +286,10 @@ def test_checkpoint_every(tmp_path, monkeypatch):
                                                                             real_save(path, c, state, *a)))
     run.train(cfg("ref"), progress=False)
     assert saved == [2, 4]
-    real = run.train_epoch
-
-    def stop_after_one(s, state, epoch):
-        row = real(s, state, epoch)
-        if epoch == 1:
-            os.kill(os.getpid(), sig.SIGTERM)
-        return row
-
     saved.clear()
-    monkeypatch.setattr(run, "train_epoch", stop_after_one)
-    with pytest.raises(Interrupted):
+    with sigterm_after_epoch(1), pytest.raises(Interrupted):
         run.train(cfg("cut"), progress=False)
     assert saved == [1]
-    monkeypatch.setattr(run, "train_epoch", real)
     run.train(cfg("cut"), progress=False)
     a, b = pd.read_csv(tmp_path / "ref" / "metrics.csv"), pd.read_csv(tmp_path / "cut" / "metrics.csv")
     pd.testing.assert_frame_equal(a[COLS[:6]], b[COLS[:6]])

@@ -441,14 +441,12 @@ def test_dladmm_runs_records_and_resumes_like_every_method(tmp_path, monkeypatch
     """`tssm train --method dladmm`: one full-batch iteration per epoch, the suite's metrics plus
     its Lagrangian, residual and memory; SIGTERM after epoch 2 and a rerun give the numbers of an
     uninterrupted run (its state is checkpointed)."""
-    import os
-    import signal
-
     import pandas as pd
 
     import tssm.run as run
     from tssm.config import RunConfig
     from tssm.errors import Interrupted
+    from tssm.interrupt import sigterm_after_epoch
 
     def cfg(out):
         return RunConfig.from_dict(dict(dataset="digits", method="dladmm", width=32, depth=4, epochs=4, rho=1.0,
@@ -462,18 +460,8 @@ def test_dladmm_runs_records_and_resumes_like_every_method(tmp_path, monkeypatch
     assert (m[["lagrangian", "residual", "aux_mb", "aux_estimate_mb"]].notna()).all().all()
     assert m.loc[0, "aux_mb"] <= m.loc[0, "aux_estimate_mb"]
 
-    real = run.train_epoch
-
-    def stop_after_two(s, state, epoch):
-        row = real(s, state, epoch)
-        if epoch == 2:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return row
-
-    monkeypatch.setattr(run, "train_epoch", stop_after_two)
-    with pytest.raises(Interrupted):
+    with sigterm_after_epoch(2), pytest.raises(Interrupted):
         run.train(cfg("cut"), progress=False)
-    monkeypatch.setattr(run, "train_epoch", real)
     assert run.train(cfg("cut"), progress=False)["status"] == "finished"
     a, b = pd.read_csv(tmp_path / "ref" / "metrics.csv"), pd.read_csv(tmp_path / "cut" / "metrics.csv")
     cols = ["train_loss", "train_acc", "test_acc", "lagrangian", "residual"]
