@@ -459,6 +459,33 @@ def test_a_dladmm_run_gets_its_colour_label_and_star(twin_tree: Path):
     plt_close(fig)
 
 
+def test_figure1_of_one_preset_draws_only_its_runs(tmp_path: Path, capsys):
+    """A config that runs the paper's settings beside tuned ones: `figure1_preset: paper` draws
+    the paper runs alone (else each line would average both presets); an unknown preset is one line."""
+    root = tmp_path / "results" / "presets"
+    for seed in (0, 1):
+        for m, tuned, paper_final in (("adam", 0.99, 0.80), ("gsadmm", 0.90, 0.70), ("frozen", 0.85, 0.75)):
+            n = 1 if m == "adam" else 2
+            write_run(root, "mnist", "mlp", m, n, seed, final=tuned, config={"preset": "tuned"})
+            write_run(root, "mnist", "mlp", m, n, seed, final=paper_final, variant={"preset": "paper"})
+    write_summary([root], root / "summary.csv", None)
+    data = figdata.read_results(root / "summary.csv")
+    last = {}
+    for preset in (None, "paper", "tuned"):
+        fig, _ = figure1.draw_figure1(data.summary, data.curves, preset=preset)
+        last[preset] = {m: float(line.get_ydata()[-1]) for m, line in _curve_lines(fig.axes[0]).items()}
+        assert ("preset paper;" in fig._suptitle.get_text()) == (preset == "paper")
+        plt_close(fig)
+    reached = 1 - math.exp(-EPOCHS / 2)  # the synthetic curves' last epoch, as a share of their final
+    for m, tuned, paper_final in (("adam", 0.99, 0.80), ("gsadmm", 0.90, 0.70)):
+        assert abs(last["paper"][m] - paper_final * reached) < 0.01 and abs(last["tuned"][m] - tuned * reached) < 0.01
+        assert abs(last[None][m] - (tuned + paper_final) / 2 * reached) < 0.01  # pooled: what the option avoids
+    assert figures.main([str(root), "--figure1-preset", "paper", "--formats", "png"]) == 0
+    assert figures.main([str(root), "--figure1-preset", "papr", "--formats", "png"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].endswith("--figure1-preset papr: no run has preset 'papr'; the runs have paper, tuned")
+
+
 def test_figure2_accuracy_has_a_panel_per_split_level_with_every_method_visible(tree: Path):
     data = figdata.from_runs(load_runs([tree]))
     fig, _ = figure2.draw_figure2(data.summary, data.curves, splits=(2, 3))

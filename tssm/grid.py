@@ -223,6 +223,14 @@ def variant_name(settings: dict[str, Any]) -> str:
 
 
 # ------------------------------------------------------------------------------ the grid
+def _check_figure1_preset(preset: str, have: list[str]) -> None:
+    """Refuse a Figure 1 preset that no run of the config has (the figure would be empty)."""
+    if preset not in have:
+        runs = f"its runs have {', '.join(have)}" if have else "no run of it sets a preset"
+        raise ConfigError(f"config `figures.figure1_preset: {preset}` names no preset of this config ({runs}); "
+                          f"run that preset in an experiment's `grid: {{preset: [{preset}]}}` or drop the key")
+
+
 class Grid:
     """Every point of a validated pipeline config, keyed by ``layout.AXES``."""
 
@@ -240,6 +248,9 @@ class Grid:
         for name, exp in zip(names, config["experiments"]):
             if only is None or name in only:
                 self._add_experiment(exp, name)
+        preset = (config.get("figures") or {}).get("figure1_preset")
+        if preset is not None:  # checked on the whole config: `only` may leave that preset's runs out
+            _check_figure1_preset(preset, (self if only is None else Grid({**config, "only": None}, tuned_file)).presets)
 
     # ---------------------------------------------------------------- reading it
     def runs(self) -> list[Point]:
@@ -251,6 +262,11 @@ class Grid:
 
     def _sorted(self) -> list[Point]:
         return [self.points[k] for k in sorted(self.points, key=lambda k: tuple(map(str, k)))]
+
+    @property
+    def presets(self) -> list[str]:
+        """The presets the runs (not the trials) name."""
+        return sorted({str(p.settings["preset"]) for p in self.runs() if p.settings.get("preset")})
 
     @property
     def datasets(self) -> list[str]:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from ..layout import AXES
-from .figdata import runs_on_budget
+from .figdata import key, runs_on_budget
 from .methods import Methods
 from .rows import setting_text
 from .stats import comparable, interval_text, paired_table
@@ -22,18 +22,6 @@ from .tables import fmt, table_head
 
 #: Accuracy columns a budget view reads at each epoch: {curve column: summary column}.
 AT_EPOCH = {"train_acc": "final_train_acc", "test_acc": "final_test_acc", "val_acc": "final_val_acc"}
-
-
-def _cell(v) -> str:
-    if v is None or (isinstance(v, float) and v != v):
-        return ""
-    return setting_text(float(v)) if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)
-
-
-def key(df: pd.DataFrame) -> pd.Series:
-    """A run's grid point as one string, alike in the summary and the curves (None = NaN = '')."""
-    return pd.Series(["/".join(_cell(v) for v in row) for row in df[list(AXES)].itertuples(index=False)],
-                     index=df.index, dtype=object)
 
 
 def at_epoch(summary: pd.DataFrame, curves: pd.DataFrame, epoch: int) -> pd.DataFrame:

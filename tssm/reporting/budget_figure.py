@@ -9,18 +9,11 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from .budget import key
 from .curves import control_differences
-from .figdata import runs_on_budget
+from .figdata import runs_on_budget, with_preset
 from .methods import Methods
 from .stats import mean_ci
 from .style import empty, finish, note, panel_title, top
-
-
-def _with_preset(summary: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
-    preset = summary.set_index(key(summary))["preset"].astype(str)
-    preset = preset[~preset.index.duplicated()]
-    return curves.assign(preset=key(curves).map(preset).fillna("nan"))
 
 
 def draw_budget(summary: pd.DataFrame, curves: pd.DataFrame):
@@ -30,7 +23,7 @@ def draw_budget(summary: pd.DataFrame, curves: pd.DataFrame):
     control = looks.control()
     ok = runs_on_budget(summary[summary["status"] == "finished"], timed=False)
     curves = runs_on_budget(curves, timed=False)
-    c = _with_preset(ok, curves) if len(curves) and len(ok) else curves.assign(preset=None)
+    c = with_preset(ok, curves)
     compared = c[c["method"].map(lambda m: looks.role(m).paired).astype(bool)] if len(c) else c
     rows = sorted({(d, m, int(n), p) for d, m, n, p in compared[["dataset", "model", "splits", "preset"]]
                    .dropna().itertuples(index=False) if n > 1}) if control else []

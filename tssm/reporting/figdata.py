@@ -21,7 +21,7 @@ from ..layout import AXES
 from . import inputs
 from .methods import Methods, fill_roles
 from .records import Run, load_runs, read_metrics
-from .rows import SUMMARY_COLUMNS, summarize, time_to_target
+from .rows import SUMMARY_COLUMNS, setting_text, summarize, time_to_target
 
 #: Per-epoch metrics the figures read from each finished run's metrics.csv.
 CURVE_COLUMNS = ("train_acc", "test_acc", "val_acc", "train_time_s")
@@ -134,6 +134,37 @@ def at_split_level(df: pd.DataFrame, splits: int, methods: Methods) -> pd.DataFr
         return df
     whole = df["method"].map(methods.whole_network).astype(bool)
     return df[(whole & (df["splits"] == 1)) | (~whole & (df["splits"] == splits))]
+
+
+def _cell(v) -> str:
+    if v is None or (isinstance(v, float) and v != v):
+        return ""
+    return setting_text(float(v)) if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)
+
+
+def key(df: pd.DataFrame) -> pd.Series:
+    """A run's grid point as one string, alike in the summary and the curves (None = NaN = '')."""
+    return pd.Series(["/".join(_cell(v) for v in row) for row in df[list(AXES)].itertuples(index=False)],
+                     index=df.index, dtype=object)
+
+
+def with_preset(summary: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
+    """``curves`` with each run's preset (from ``summary``; "nan" for a run without one), which
+    the curves do not record."""
+    if not len(curves) or not len(summary):
+        return curves.assign(preset="nan")
+    preset = summary.set_index(key(summary))["preset"].astype(str)
+    preset = preset[~preset.index.duplicated()]
+    return curves.assign(preset=key(curves).map(preset).fillna("nan"))
+
+
+def runs_of_preset(summary: pd.DataFrame, curves: pd.DataFrame, preset: str | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The runs (summary rows and their curves) of ``preset``; all of them for None."""
+    if preset is None:
+        return summary, curves
+    summary = summary[summary["preset"].astype(str) == preset]
+    curves = with_preset(summary, curves)
+    return summary, curves[curves["preset"] == preset].drop(columns="preset")
 
 
 def runs_on_budget(df: pd.DataFrame, timed: bool) -> pd.DataFrame:

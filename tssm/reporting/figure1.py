@@ -3,7 +3,9 @@
 A line per method (split-level methods at ``splits``, whole-network ones at n = 1), seeds as
 a band (± 1 sd); stars mark the paper's final values of the methods drawn
 (:data:`tssm.paper.FIGURE1_FINAL_TRAIN_ACC`). A second row draws each compared method's
-difference to the control, so curves that coincide on the first row are told apart.
+difference to the control, so curves that coincide on the first row are told apart. With a
+``preset`` (e.g. ``paper``, the paper's Figure 1 settings) it draws only that preset's runs, so
+that a config running several presets does not average them into one line.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import pandas as pd
 
 from .. import paper
 from .curves import acc_ylim, difference_panel, draw_curves, paper_stars, star_handle
-from .figdata import at_split_level, runs_on_budget
+from .figdata import at_split_level, runs_of_preset, runs_on_budget
 from .methods import Methods
 from .style import combos, empty, finish, join_notes, legend_columns, note, panel_title, top
 
@@ -58,9 +60,11 @@ def _stars_text(ax, dataset: str, model: str, values: dict[str, float]) -> None:
     ax.text(0.98, 0.03, text, transform=ax.transAxes, ha="right", va="bottom", fontsize=7, color="0.4")
 
 
-def draw_figure1(summary: pd.DataFrame, curves: pd.DataFrame, splits: int = paper.FIGURE1_SPLITS):
+def draw_figure1(summary: pd.DataFrame, curves: pd.DataFrame, splits: int = paper.FIGURE1_SPLITS,
+                 preset: str | None = None):
     """Figure 1 as a matplotlib figure, and the note to put under it (see :func:`figure1`)."""
     looks = Methods(summary, curves["method"] if len(curves) else ())
+    summary, curves = runs_of_preset(summary, curves, preset)
     summary, curves = runs_on_budget(summary, timed=False), runs_on_budget(curves, timed=False)
     curves = at_split_level(curves, splits, looks)
     panels = figure1_combos(summary) or [("?", "?")]
@@ -112,7 +116,8 @@ def draw_figure1(summary: pd.DataFrame, curves: pd.DataFrame, splits: int = pape
         hs.append(star_handle())
         labels.append(hs[-1].get_label())
     sub = f"\nlower row: each split method minus {looks.label(control)}, seed by seed" if nrow == 2 else ""
-    top(fig, f"Figure 1 analogue: training accuracy per epoch\n(split methods at n={splits}; "
+    which = f"preset {preset}; " if preset else ""
+    top(fig, f"Figure 1 analogue: training accuracy per epoch\n({which}split methods at n={splits}; "
              f"band = ± 1 sd over seeds){sub}", hs, labels, ncol=legend_columns(fig, hs))
     at_level = len(curves) and (~curves["method"].map(looks.whole_network).astype(bool)).any()
     missing = "" if at_level else f"No split-level method has finished runs at n={splits}."
@@ -120,8 +125,9 @@ def draw_figure1(summary: pd.DataFrame, curves: pd.DataFrame, splits: int = pape
 
 
 def figure1(summary: pd.DataFrame, curves: pd.DataFrame, splits: int = paper.FIGURE1_SPLITS,
-            path_stem: Path | None = None, formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
+            path_stem: Path | None = None, formats: Sequence[str] = ("png", "pdf"), preset: str | None = None) -> list[Path]:
     """Training accuracy per epoch, a panel per dataset in a row, a line per method, seeds as a
-    ± 1 sd band, the paper's final values as stars; below, each compared method minus the control."""
-    fig, text = draw_figure1(summary, curves, splits)
+    ± 1 sd band, the paper's final values as stars; below, each compared method minus the control
+    (only the runs of ``preset`` when given)."""
+    fig, text = draw_figure1(summary, curves, splits, preset)
     return finish(fig, text, path_stem, formats)
