@@ -486,6 +486,24 @@ def test_figure1_of_one_preset_draws_only_its_runs(tmp_path: Path, capsys):
     assert err[-1].endswith("--figure1-preset papr: no run has preset 'papr'; the runs have paper, tuned")
 
 
+def test_summary_sets_the_runs_beside_the_papers_figure1_values(twin_tree: Path):
+    """summary.md's "Against the paper's Figure 1": the paper's final training accuracy beside the
+    runs' of the methods it reports, at its split level and for its model only (not digits)."""
+    from tssm.reporting.paper_table import paper_markdown
+
+    df = summarize(load_runs([twin_tree]))
+    md = paper_markdown(df)
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in md.splitlines() if line.startswith("| ")}
+    assert set(rows) == {"method", "Adam", "gsADMM"} and "digits" not in md  # frozen, gsAM: no paper value
+    ours = df[(df["dataset"] == "mnist") & (df["method"] == "gsadmm")]["final_train_acc"]
+    gsadmm = rows["gsADMM"]
+    assert gsadmm[1] == "2" and gsadmm[6] == f"{PAPER_FINAL_TRAIN_ACC['mnist']['gsadmm']:.3f}"
+    assert gsadmm[7] == f"{ours.mean():.3f} ± {ours.std(ddof=1):.3f}"
+    assert gsadmm[8].rstrip(" |") == f"{100 * (ours.mean() - PAPER_FINAL_TRAIN_ACC['mnist']['gsadmm']):+.1f}"
+    assert "## Against the paper's Figure 1" in summary_cli.summary_markdown(df)
+    assert paper_markdown(df[df["dataset"] == "digits"]) == ""
+
+
 def test_figure2_accuracy_has_a_panel_per_split_level_with_every_method_visible(tree: Path):
     data = figdata.from_runs(load_runs([tree]))
     fig, _ = figure2.draw_figure2(data.summary, data.curves, splits=(2, 3))

@@ -7,7 +7,8 @@ Everything here reads the files runs leave behind and never reruns training::
     python -m tssm.reporting.summary results/default  # the same
 
 ``summary.md``: the verdict (runs of a named preset), the mean ± std table of every run
-group, the paired difference of each compared method to the control and, for a sweep, the
+group, the paired difference of each compared method to the control, the runs beside the
+paper's Figure 1 values (where the paper has them) and, for a sweep, the
 table per variant (and, with ``--epochs 10 30 100``, the verdict at those epochs). Bad input (a missing or empty folder, a target outside (0, 1], an output
 that cannot be written) is one line and exit 2; runs whose record cannot be counted get a
 warning line each and are listed in summary.md, never averaged.
@@ -26,6 +27,7 @@ from . import inputs
 from .budget import budget_markdown
 from .figdata import curves_of
 from .methods import fill_roles
+from .paper_table import paper_markdown
 from .records import find_runs, load_run
 from .rows import summarize
 from .stats import paired_markdown
@@ -36,16 +38,19 @@ from .verdict import verdict_markdown
 
 def summary_markdown(df: pd.DataFrame, title: str | None = None, reference: str = "adam", budget: str = "") -> str:
     """summary.md: a count of runs by status, the verdict, every run group, the paired
-    differences, the sweep and the ``budget`` section (each where the runs have one)."""
+    differences, the runs beside the paper's Figure 1 values, the sweep and the ``budget``
+    section (each where the runs have one)."""
     head = f"# {title}\n\n" if title else ""
     counts = df["status"].value_counts().to_dict() if len(df) else {}
     line = ", ".join(f"{v} {k}" for k, v in counts.items()) or "no runs"
     sweep = sweep_markdown(df, reference)
     paired = paired_markdown(df) if len(df) else ""
     verdict = verdict_markdown(df) if len(df) else ""
+    against = paper_markdown(df)
     return (f"{head}{len(df)} runs ({line}). Mean ± std over seeds of finished runs; "
             f"n = number of subnetworks (1 = end-to-end).\n\n" + (f"{verdict}\n## Every run group\n\n" if verdict else "")
-            + markdown_table(df) + (f"\n{paired}" if paired else "") + (f"\n{sweep}" if sweep else "")
+            + markdown_table(df) + (f"\n{paired}" if paired else "") + (f"\n{against}" if against else "")
+            + (f"\n{sweep}" if sweep else "")
             + (f"\n{budget}" if budget else ""))
 
 
