@@ -480,10 +480,15 @@ def test_figure1_of_one_preset_draws_only_its_runs(tmp_path: Path, capsys):
     for m, tuned, paper_final in (("adam", 0.99, 0.80), ("gsadmm", 0.90, 0.70)):
         assert abs(last["paper"][m] - paper_final * reached) < 0.01 and abs(last["tuned"][m] - tuned * reached) < 0.01
         assert abs(last[None][m] - (tuned + paper_final) / 2 * reached) < 0.01  # pooled: what the option avoids
-    assert figures.main([str(root), "--figure1-preset", "paper", "--formats", "png"]) == 0
-    assert figures.main([str(root), "--figure1-preset", "papr", "--formats", "png"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].endswith("--figure1-preset papr: no run has preset 'papr'; the runs have paper, tuned")
+    # the other figures: `preset` (here tuned), their note saying so
+    tuned, _ = figdata.runs_of_preset(data.summary, data.curves, "tuned")
+    assert set(tuned["preset"]) == {"tuned"} and style.note(tuned).startswith("Runs of preset tuned.")
+    assert "Variants pooled" in style.note(data.summary)
+    assert figures.main([str(root), "--preset", "tuned", "--figure1-preset", "paper", "--formats", "png"]) == 0
+    for flag in ("--figure1-preset", "--preset"):
+        assert figures.main([str(root), flag, "papr", "--formats", "png"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1].endswith(f"{flag} papr: no run has preset 'papr'; the runs have paper, tuned")
 
 
 def test_summary_sets_the_runs_beside_the_papers_figure1_values(twin_tree: Path):

@@ -207,8 +207,8 @@ def test_only_keeps_the_named_experiments_and_their_folders():
         refused({**config("verdict-full"), "only": ["full-tune"]})
 
 
-def test_figure1_preset_names_a_preset_of_the_whole_config():
-    """`figures.figure1_preset` must be a preset some run of the config has (checked on the whole
+def test_figure_presets_name_a_preset_of_the_whole_config():
+    """`figures.preset` and `figures.figure1_preset` must be a preset some run of the config has (checked on the whole
     config, so `only:` a part without it still plans); the pipeline passes it to Figure 1 only
     when the planned part has it."""
     whole = grid.load(config("verdict-full"))
@@ -218,6 +218,7 @@ def test_figure1_preset_names_a_preset_of_the_whole_config():
     cfg["figures"]["figure1_preset"] = "papr"
     assert "`figures.figure1_preset: papr` names no preset of this config (its runs have paper, tuned)" in refused(cfg)
     assert "no run of it sets a preset" in refused({**config("config"), "figures": {"figure1_preset": "paper"}})
+    assert "`figures.preset: tund` names no preset" in refused({**config("verdict-full"), "figures": {"preset": "tund"}})
 
 
 # ------------------------------------------------------------------------------ refusals

@@ -223,11 +223,11 @@ def variant_name(settings: dict[str, Any]) -> str:
 
 
 # ------------------------------------------------------------------------------ the grid
-def _check_figure1_preset(preset: str, have: list[str]) -> None:
-    """Refuse a Figure 1 preset that no run of the config has (the figure would be empty)."""
+def _check_figure_preset(key: str, preset: str, have: list[str]) -> None:
+    """Refuse a figures preset (``key``) that no run of the config has (the figures would be empty)."""
     if preset not in have:
         runs = f"its runs have {', '.join(have)}" if have else "no run of it sets a preset"
-        raise ConfigError(f"config `figures.figure1_preset: {preset}` names no preset of this config ({runs}); "
+        raise ConfigError(f"config `figures.{key}: {preset}` names no preset of this config ({runs}); "
                           f"run that preset in an experiment's `grid: {{preset: [{preset}]}}` or drop the key")
 
 
@@ -248,9 +248,11 @@ class Grid:
         for name, exp in zip(names, config["experiments"]):
             if only is None or name in only:
                 self._add_experiment(exp, name)
-        preset = (config.get("figures") or {}).get("figure1_preset")
-        if preset is not None:  # checked on the whole config: `only` may leave that preset's runs out
-            _check_figure1_preset(preset, (self if only is None else Grid({**config, "only": None}, tuned_file)).presets)
+        figures = {k: v for k, v in (config.get("figures") or {}).items() if k in ("preset", "figure1_preset") and v}
+        if figures:  # checked on the whole config: `only` may leave that preset's runs out
+            have = (self if only is None else Grid({**config, "only": None}, tuned_file)).presets
+            for k, preset in figures.items():
+                _check_figure_preset(k, preset, have)
 
     # ---------------------------------------------------------------- reading it
     def runs(self) -> list[Point]:

@@ -34,7 +34,7 @@ from ..errors import ConfigError
 from . import inputs
 from .acc_vs_splits import acc_vs_splits
 from .budget_figure import budget_figure
-from .figdata import FigureData, from_runs, read_results
+from .figdata import FigureData, from_runs, read_results, runs_of_preset
 from .figure1 import figure1
 from .figure2 import figure2
 from .methods import Methods
@@ -53,7 +53,8 @@ BUDGET_FIGURE = "budget"
 
 
 def make_figures(results: FigureData | Sequence[Run], out_dir: str | Path, *, summary: pd.DataFrame | None = None,
-                 figure1_splits: int = paper.FIGURE1_SPLITS, figure1_preset: str | None = None,
+                 preset: str | None = None, figure1_splits: int = paper.FIGURE1_SPLITS,
+                 figure1_preset: str | None = None,
                  figure2_splits: Sequence[int] = paper.FIGURE2_SPLITS,
                  figure2_dataset: str | None = None, figure2_model: str | None = None,
                  target: float = 0.9, reference: str = "adam",
@@ -62,18 +63,21 @@ def make_figures(results: FigureData | Sequence[Run], out_dir: str | Path, *, su
     have variants, :data:`BUDGET_FIGURE` with ``budget``); returns the files written.
 
     ``results``: what :func:`read_results` or :func:`from_runs` returns, or loaded runs (then
-    summarised here, once, unless ``summary`` is given)."""
+    summarised here, once, unless ``summary`` is given). ``preset``: the figures draw only that
+    preset's runs (Figure 1 those of ``figure1_preset`` when given), except the sweep and budget
+    figures, which show presets apart."""
     import seaborn as sns
 
     data = results if isinstance(results, FigureData) else from_runs(results, target, summary)
     s, out = data.summary, Path(out_dir)
     sns.set_theme(style="whitegrid", context="paper")
+    ps, pc = runs_of_preset(s, data.curves, preset)
     written = []
-    written += figure1(s, data.curves, figure1_splits, out / "figure1_train_acc", formats, figure1_preset)
-    written += figure2(s, data.curves, figure2_splits, figure2_dataset, figure2_model, out / "figure2_speed", formats)
-    written += acc_vs_splits(s, out / "acc_vs_splits", formats)
-    written += time_to_target_figure(s, target, out / "time_to_target", formats)
-    written += speedup(s, reference, out / "speedup", formats)
+    written += figure1(s, data.curves, figure1_splits, out / "figure1_train_acc", formats, figure1_preset or preset)
+    written += figure2(ps, pc, figure2_splits, figure2_dataset, figure2_model, out / "figure2_speed", formats)
+    written += acc_vs_splits(ps, out / "acc_vs_splits", formats)
+    written += time_to_target_figure(ps, target, out / "time_to_target", formats)
+    written += speedup(ps, reference, out / "speedup", formats)
     if has_variants(s):
         written += sweep(s, reference, out / SWEEP_FIGURE, formats)
     if budget:
@@ -105,12 +109,12 @@ def check_split_level(summary: pd.DataFrame, splits: int) -> None:
                           f"have n = {', '.join(map(str, have))}")
 
 
-def check_preset(summary: pd.DataFrame, preset: str) -> None:
-    """Refuse a Figure 1 preset that no run has, naming the ones they have."""
+def check_preset(summary: pd.DataFrame, preset: str, flag: str) -> None:
+    """Refuse a preset (of ``flag``) that no run has, naming the ones they have."""
     have = sorted({str(p) for p in summary["preset"].dropna()} - {"nan", ""})
     if preset not in have:
         runs = f"the runs have {', '.join(have)}" if have else "no run names a preset"
-        raise ConfigError(f"--figure1-preset {preset}: no run has preset {preset!r}; {runs}")
+        raise ConfigError(f"{flag} {preset}: no run has preset {preset!r}; {runs}")
 
 
 def build_parser(prog: str = "python -m tssm.reporting.figures") -> inputs.Parser:
@@ -121,8 +125,10 @@ def build_parser(prog: str = "python -m tssm.reporting.figures") -> inputs.Parse
     p.add_argument("--out-dir", help="where the figures go (default: <results>/figures)")
     p.add_argument("--figure1-splits", type=int, default=None,
                    help=f"split level n of the split methods in Figure 1 (default {paper.FIGURE1_SPLITS}, the paper's)")
-    p.add_argument("--figure1-preset", help="draw only the runs of this preset in Figure 1 (e.g. paper, the "
-                                            "paper's Figure 1 settings; default: every run)")
+    p.add_argument("--preset", help="draw only the runs of this preset (e.g. tuned), except in the sweep and "
+                                    "budget figures, which show presets apart (default: every run)")
+    p.add_argument("--figure1-preset", help="Figure 1 draws only the runs of this preset (e.g. paper, the "
+                                            "paper's Figure 1 settings; default: --preset's)")
     p.add_argument("--figure2-splits", type=int, nargs="+", default=list(paper.FIGURE2_SPLITS),
                    help="n levels of Figure 2(b)")
     p.add_argument("--figure2-dataset", help="dataset of Figure 2 (default: cifar10/resnet if present, else the "
@@ -160,11 +166,12 @@ def main(argv: list[str] | None = None, prog: str = "python -m tssm.reporting.fi
     inputs.writable_dir(out, "--out-dir")
     if args.figure1_splits is not None:
         check_split_level(data.summary, args.figure1_splits)
-    if args.figure1_preset is not None:
-        check_preset(data.summary, args.figure1_preset)
+    for flag, preset in (("--preset", args.preset), ("--figure1-preset", args.figure1_preset)):
+        if preset is not None:
+            check_preset(data.summary, preset, flag)
     inputs.warn(data.summary)
     written = make_figures(data, out, figure1_splits=args.figure1_splits or paper.FIGURE1_SPLITS,
-                           figure1_preset=args.figure1_preset,
+                           preset=args.preset, figure1_preset=args.figure1_preset,
                            figure2_splits=args.figure2_splits, figure2_dataset=args.figure2_dataset,
                            figure2_model=args.figure2_model, target=args.target_acc, reference=args.reference,
                            formats=formats, budget=args.budget)

@@ -69,13 +69,16 @@ def excluded_note(summary: pd.DataFrame, limit: int = 6) -> str:
 
 
 def note(summary: pd.DataFrame) -> str:
-    """The note under a figure: that it pools variants (if any) and which runs it leaves out."""
+    """The note under a figure: the preset its runs share (if one), that it pools variants (if
+    any) and which runs it leaves out."""
+    presets = set(summary["preset"].dropna().astype(str)) - {"", "nan"} if "preset" in summary else set()
+    preset = f"Runs of preset {presets.pop()}." if len(presets) == 1 else ""
     pooled = ""
     if has_variants(summary):
         most = int(summary.groupby(["dataset", "model", "method", "splits"])["variant"].nunique().max())
         pooled = (f"Variants pooled: each method and n averages over its variants (up to {most}); "
                   f"the {SWEEP_FIGURE} figure shows them one by one.")
-    return "\n".join(x for x in (pooled, excluded_note(summary)) if x)
+    return "\n".join(x for x in (preset, pooled, excluded_note(summary)) if x)
 
 
 def join_notes(*notes: str | None) -> str:

@@ -16,8 +16,9 @@ rule figures:
         code=code_digest("tssm/paper.py", "tssm/reporting"),  # changed code redraws
         outdir=parent_dir,  # FIGDIR, from the first figure's path
         fig1=FIGS["figure1_splits"],
-        # (not when `only:` leaves that preset's runs out: Figure 1 then draws the runs there are)
-        fig1_preset=f"--figure1-preset {FIGS['figure1_preset']}" if FIGS["figure1_preset"] in GRID.presets else "",
+        # (not when `only:` leaves that preset's runs out: the figures then draw the runs there are)
+        presets=" ".join(f"--{k.replace('_', '-')} {FIGS[k]}" for k in ("preset", "figure1_preset")
+                         if FIGS[k] and FIGS[k] in GRID.presets),
         fig2=" ".join(map(str, FIGS["figure2_splits"])),
         fig2_select=" ".join(
             ([f"--figure2-dataset {FIGS['figure2_dataset']}"] if FIGS["figure2_dataset"] else [])
@@ -32,7 +33,7 @@ rule figures:
         ENV_FILE
     shell:
         "{params.python} -m tssm.reporting.figures --summary {input.summary:q} --out-dir {params.outdir:q}"
-        " --figure1-splits {params.fig1} {params.fig1_preset} --figure2-splits {params.fig2} {params.fig2_select}"
+        " --figure1-splits {params.fig1} {params.presets} --figure2-splits {params.fig2} {params.fig2_select}"
         " --target-acc {params.target} --reference {params.reference} {params.budget} > {log:q} 2>&1"
 
 
