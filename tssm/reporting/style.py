@@ -74,8 +74,9 @@ def note(summary: pd.DataFrame) -> str:
     presets = set(summary["preset"].dropna().astype(str)) - {"", "nan"} if "preset" in summary else set()
     preset = f"Runs of preset {presets.pop()}." if len(presets) == 1 else ""
     pooled = ""
-    if has_variants(summary):
-        most = int(summary.groupby(["dataset", "model", "method", "splits"])["variant"].nunique().max())
+    most = int(summary.groupby(["dataset", "model", "method", "splits"])["variant"].nunique(dropna=False).max()) \
+        if has_variants(summary) else 1
+    if most > 1:  # some line averages runs of different variants
         pooled = (f"Variants pooled: each method and n averages over its variants (up to {most}); "
                   f"the {SWEEP_FIGURE} figure shows them one by one.")
     return "\n".join(x for x in (preset, pooled, excluded_note(summary)) if x)
