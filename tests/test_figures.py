@@ -486,6 +486,7 @@ def test_figure1_of_one_preset_draws_only_its_runs(tmp_path: Path, capsys):
     assert "Variants pooled" in style.note(data.summary)  # tuned and paper runs in one line
     paper_runs, _ = figdata.runs_of_preset(data.summary, data.curves, "paper")
     assert style.note(paper_runs) == "Runs of preset paper."  # one variant a line: nothing pooled
+    assert style.note(data.summary, apart=("preset",)) == ""  # the budget figure draws presets apart
     assert figures.main([str(root), "--preset", "tuned", "--figure1-preset", "paper", "--formats", "png"]) == 0
     for flag in ("--figure1-preset", "--preset"):
         assert figures.main([str(root), flag, "papr", "--formats", "png"]) == 2

@@ -55,7 +55,7 @@ def draw_budget(summary: pd.DataFrame, curves: pd.DataFrame):
     top(fig, f"The verdict by budget: each method minus {looks.label(control) if control else 'the control'}, "
              f"paired by seed (mean, band = 95% interval)", [handles[m] for m in order],
         [looks.label(m) for m in order])
-    return fig, note(summary)
+    return fig, note(summary, apart=("preset",))
 
 
 def budget_figure(summary: pd.DataFrame, curves: pd.DataFrame, path_stem: Path | None = None,

@@ -68,13 +68,15 @@ def excluded_note(summary: pd.DataFrame, limit: int = 6) -> str:
     return f"Excluded (not finished): {'; '.join(items[:limit])}{more}"
 
 
-def note(summary: pd.DataFrame) -> str:
+def note(summary: pd.DataFrame, apart: Sequence[str] = ()) -> str:
     """The note under a figure: the preset its runs share (if one), that it pools variants (if
-    any) and which runs it leaves out."""
+    any line averages several; ``apart``: further columns the figure draws apart, e.g. preset)
+    and which runs it leaves out."""
     presets = set(summary["preset"].dropna().astype(str)) - {"", "nan"} if "preset" in summary else set()
     preset = f"Runs of preset {presets.pop()}." if len(presets) == 1 else ""
     pooled = ""
-    most = int(summary.groupby(["dataset", "model", "method", "splits"])["variant"].nunique(dropna=False).max()) \
+    line = ["dataset", "model", "method", "splits", *apart]
+    most = int(summary.fillna({c: "" for c in apart}).groupby(line)["variant"].nunique(dropna=False).max()) \
         if has_variants(summary) else 1
     if most > 1:  # some line averages runs of different variants
         pooled = (f"Variants pooled: each method and n averages over its variants (up to {most}); "
