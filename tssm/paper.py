@@ -50,6 +50,14 @@ FIGURE1_FINAL_TRAIN_ACC: dict[str, dict[str, float]] = {
     "cifar100": {"sgd": 0.838, "adam": 0.972, "dladmm": 0.175, "gsadmm": 0.997},
 }
 
+def figure1_values(dataset: str, model: str) -> dict[str, float]:
+    """The paper's Figure 1 final training accuracy per method for ``dataset`` when it drew
+    ``model`` there ({} otherwise: its numbers are for another network)."""
+    if FIGURE1_SETUP.get(dataset, (None,))[0] != model:
+        return {}
+    return dict(FIGURE1_FINAL_TRAIN_ACC.get(dataset, {}))
+
+
 # --------------------------------------------------------------------------- Figure 2
 #: Dataset and model of Figure 2: the ResNet-like network (9x9 conv stride 3, 3x3 max-pool
 #: stride 3, 24 residual blocks, average pooling, two 512-unit layers) on CIFAR-10, 500

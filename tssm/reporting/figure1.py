@@ -39,9 +39,7 @@ def figure1_combos(summary: pd.DataFrame) -> list[tuple[str, str]]:
 
 def _paper_values(dataset: str, model: str, methods: Sequence[str]) -> dict[str, float]:
     """The paper's Figure 1 values for the methods drawn (none unless the paper used this model)."""
-    if paper.FIGURE1_SETUP.get(dataset, (None,))[0] != model:
-        return {}
-    table = paper.FIGURE1_FINAL_TRAIN_ACC.get(dataset, {})
+    table = paper.figure1_values(dataset, model)
     return {m: table[m] for m in methods if m in table}
 
 

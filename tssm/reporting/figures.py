@@ -39,7 +39,7 @@ from .figure1 import figure1
 from .figure2 import figure2
 from .methods import Methods
 from .records import Run, find_runs, load_runs
-from .rows import has_variants
+from .rows import has_variants, presets_of
 from .speedup import speedup
 from .style import SWEEP_FIGURE
 from .sweep_figure import sweep
@@ -111,7 +111,7 @@ def check_split_level(summary: pd.DataFrame, splits: int) -> None:
 
 def check_preset(summary: pd.DataFrame, preset: str, flag: str) -> None:
     """Refuse a preset (of ``flag``) that no run has, naming the ones they have."""
-    have = sorted({str(p) for p in summary["preset"].dropna()} - {"nan", ""})
+    have = presets_of(summary)
     if preset not in have:
         runs = f"the runs have {', '.join(have)}" if have else "no run names a preset"
         raise ConfigError(f"{flag} {preset}: no run has preset {preset!r}; {runs}")

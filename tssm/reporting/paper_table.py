@@ -30,10 +30,9 @@ def paper_markdown(summary: pd.DataFrame, splits: int = paper.FIGURE1_SPLITS) ->
             "suite − paper (pts)"]
     parts = []
     for (dataset, model), d in s.groupby(["dataset", "model"], sort=True):
-        setup = paper.FIGURE1_SETUP.get(dataset)
-        values = paper.FIGURE1_FINAL_TRAIN_ACC.get(dataset, {})
+        values = paper.figure1_values(dataset, model)
         d = d[d["method"].isin(values)]
-        if setup is None or setup[0] != model or not len(d):
+        if not len(d):
             continue
         lines = table_head(head)
         order = {m: i for i, m in enumerate(looks.order(d["method"]))}
@@ -48,7 +47,7 @@ def paper_markdown(summary: pd.DataFrame, splits: int = paper.FIGURE1_SPLITS) ->
                 looks.label(method), "layerwise" if is_layerwise(g) else str(int(n)), preset or "—",
                 variant or "—", runs_cell(g), ", ".join(map(str, epochs)) or "—", f"{values[method]:.3f}",
                 fmt(acc), diff]) + " |")
-        parts.append(f"**{dataset} / {model}** (the paper: {setup[1]} epochs, split methods at n = {splits})\n\n"
+        parts.append(f"**{dataset} / {model}** (the paper: {paper.FIGURE1_SETUP[dataset][1]} epochs, split methods at n = {splits})\n\n"
                      + "\n".join(lines) + "\n")
     if not parts:
         return ""

@@ -190,6 +190,13 @@ def has_budgets(summary: pd.DataFrame) -> bool:
     return "cores" in summary and bool(pd.to_numeric(summary["cores"], errors="coerce").notna().any())
 
 
+def presets_of(summary: pd.DataFrame) -> list[str]:
+    """The named presets the runs of ``summary`` have (none for a summary without the column)."""
+    if "preset" not in summary:
+        return []
+    return sorted(set(summary["preset"].dropna().astype(str)) - {"", "nan", "None"})
+
+
 def has_variants(summary: pd.DataFrame) -> bool:
     """Whether any run of ``summary`` is a variant (one setting of a sweep)."""
     return "variant" in summary and bool(summary["variant"].map(is_variant).any())

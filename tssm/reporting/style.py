@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from .methods import Methods
-from .rows import has_variants
+from .rows import has_variants, presets_of
 from .tables import resources_cell
 
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -72,8 +72,8 @@ def note(summary: pd.DataFrame, apart: Sequence[str] = ()) -> str:
     """The note under a figure: the preset its runs share (if one), that it pools variants (if
     any line averages several; ``apart``: further columns the figure draws apart, e.g. preset)
     and which runs it leaves out."""
-    presets = set(summary["preset"].dropna().astype(str)) - {"", "nan"} if "preset" in summary else set()
-    preset = f"Runs of preset {presets.pop()}." if len(presets) == 1 else ""
+    presets = presets_of(summary)
+    preset = f"Runs of preset {presets[0]}." if len(presets) == 1 else ""
     pooled = ""
     line = ["dataset", "model", "method", "splits", *apart]
     most = int(summary.fillna({c: "" for c in apart}).groupby(line)["variant"].nunique(dropna=False).max()) \
